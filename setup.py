@@ -38,8 +38,6 @@ setuptools.setup(
                    if _version_tuple(v) >= _version_tuple(min_python)],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
-    include_package_data=True,
-    package_data={cfg['lib_name']: ['nbs/*.ipynb']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python,
