@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build README.md from nbs/index.ipynb (nbdev_readme needs quarto, which these machines lack).
 
-Markdown cells are copied as they are; code cells become ```python blocks, without nbdev `#|` directive
+Markdown cells are copied as they are (image links into nbs/images/ made relative to the top folder); code cells become ```python blocks, without nbdev `#|` directive
 lines; cells marked `#| hide` are left out. `--check` exits 1 when README.md is not what index.ipynb gives.
 """
 import argparse, json, sys
@@ -18,7 +18,7 @@ def render(nb_path):
     parts = []
     for cell in json.loads(Path(nb_path).read_text(encoding="utf-8"))["cells"]:
         text = cell_text(cell).strip("\n")
-        if cell["cell_type"] == "markdown": parts.append(text)
+        if cell["cell_type"] == "markdown": parts.append(text.replace("](images/", "](nbs/images/"))  # README sits one folder up
         elif cell["cell_type"] == "code":
             lines = text.splitlines()
             directives = [l.strip() for l in lines if l.strip().startswith("#|")]
