@@ -1,8 +1,10 @@
 "Package set-up driven by settings.ini (nbdev 2 style, without pkg_resources)."
-import shlex
+import shlex, shutil
 from configparser import ConfigParser
+from pathlib import Path
 
 import setuptools
+from setuptools.command.build_py import build_py
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -23,6 +25,22 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 console_scripts = [s for s in cfg.get('console_scripts', '').split() if s]
+
+# `marine-unet pipeline` runs these notebooks with papermill; a non-editable install has no nbs/ folder,
+# so the build copies them into the built package (build_lib/marine_unet/notebooks/), never into the
+# source marine_unet/ folder, which nbdev generates.
+PIPELINE_NOTEBOOKS = ('05_train.ipynb', '06_evaluate.ipynb', '07_infer.ipynb')
+
+class BuildPyWithNotebooks(build_py):
+    "build_py that also copies the pipeline notebooks into the built package."
+    def run(self):
+        super().run()
+        dest = Path(self.build_lib) / cfg['lib_name'] / 'notebooks'
+        for name in PIPELINE_NOTEBOOKS:
+            src = Path('nbs') / name
+            if src.is_file():
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / name)
 
 def _version_tuple(v): return tuple(int(p) for p in v.split('.'))
 
@@ -49,4 +67,5 @@ setuptools.setup(
     author=cfg['author'],
     author_email=cfg['author_email'],
     keywords=cfg['keywords'],
+    cmdclass={'build_py': BuildPyWithNotebooks},
 )
