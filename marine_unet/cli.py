@@ -9,7 +9,7 @@ from .data import make_synthetic_marida
 from .model import load_model
 from .train import TrainConfig, train
 from .evaluate import run_evaluation
-from .infer import predict_scene, export_onnx, quantize_onnx, onnx_parity
+from .infer import predict_scene, partial_path, probabilities_path, export_onnx, quantize_onnx, onnx_parity
 import argparse, ast, dataclasses, inspect, math, os, re, sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="tile side, pixels")
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles")
     p.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=False, help="also write <stem>_probabilities.tif")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="fp32, or autocast in bf16 (CPU or GPU) or fp16 (GPU)")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace existing outputs")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                   help="continue interrupted predictions (<output>.partial/) and skip scenes already done")
     p = _subparser(commands, "export", "export a model to ONNX and report PyTorch/onnxruntime parity")
     p.add_argument("--model", required=True, help="a training run folder or a model folder written by save_model")
     p.add_argument("--onnx", required=True, help=".onnx file to write")
@@ -139,12 +142,21 @@ def _scene_pairs(source: Path, destination: Path) -> list[tuple[Path, Path]]:
     if not scenes: raise InputError(f"input {source}: the folder holds no *.tif scene")
     return [(scene, destination/scene.name) for scene in scenes]
 
+def _already_done(out: Path, args) -> bool:
+    "With --resume: the scene's outputs are complete (finished files, no partial run left)."
+    wanted = [out] + ([probabilities_path(out)] if args.probabilities else [])
+    return args.resume and not args.overwrite and all(p.is_file() for p in wanted) and not partial_path(out).exists()
+
 def _run_predict(args) -> str:
     model, pairs = _existing(args.model, "model"), _scene_pairs(_existing(args.input, "input"), Path(args.output))
+    lines = []
     for scene, out in pairs:
+        if _already_done(out, args): lines.append(f"{scene} -> {out} (already done)"); continue
         predict_scene(model, scene, out, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-                      probabilities=args.probabilities, device=args.device, overwrite=args.overwrite, progress=False)
-    return "\n".join(f"{scene} -> {out}" for scene, out in pairs)
+                      probabilities=args.probabilities, device=args.device, precision=args.precision,
+                      overwrite=args.overwrite, resume=args.resume, progress=False)
+        lines.append(f"{scene} -> {out}")
+    return "\n".join(lines)
 
 def _run_export(args) -> str:
     model, path = _existing(args.model, "model"), Path(args.onnx)

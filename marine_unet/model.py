@@ -402,6 +402,8 @@ def save_model(model: nn.Module,                # a model from build_model (DDP 
     try:
         write_json(tmp/"config.json", config)
         _save_safetensors(state, str(tmp/"model.safetensors"), metadata={"format": "pt"})
+        umask = os.umask(0); os.umask(umask)   # mkdtemp and safetensors make owner-only entries: give the usual permissions
+        for path, mode in ((tmp/"model.safetensors", 0o666), (tmp, 0o777)): os.chmod(path, mode & ~umask)
         _replace_folder(tmp, folder)
     finally:
         if tmp.exists(): shutil.rmtree(tmp)

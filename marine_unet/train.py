@@ -27,8 +27,8 @@ from .loss import *
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'AMP_MODES', 'MONITORS', 'STEP_SCHEDULES', 'HISTORY_KEYS', 'SUMMARY_KEYS', 'TrainConfig',
            'check_config', 'build_optimizer', 'build_scheduler', 'resolve_amp', 'train_one_epoch', 'validate',
            'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history', 'plot_history',
-           'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'train', 'refresh_batchnorm',
-           'summarize_runs', 'repeated_runs']
+           'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'remove_leftovers', 'train',
+           'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -113,7 +113,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     cfg.class_weighting = _choice("class_weighting", cfg.class_weighting, ("train", "official", "none"))
     check_protocol(cfg.protocol); band_indices(cfg.bands or None); set_seed(cfg.seed, cfg.deterministic)
     cfg.arch = architecture_name(cfg.arch)
-    if cfg.arch not in OWN_ARCHITECTURES: check_encoder(cfg.encoder)
+    if cfg.arch not in OWN_ARCHITECTURES or cfg.encoder: check_encoder(cfg.encoder)  # own architectures ignore it, but a misspelt name is still refused
     cfg.augment = _choice("augment", cfg.augment, AUGMENT_PRESETS)
     cfg.loss = _choice("loss", cfg.loss, tuple(LOSSES))
     if cfg.encoder_weights and not Path(cfg.encoder_weights).is_file(): raise InputError(f"encoder_weights {cfg.encoder_weights}: no such file")
@@ -395,6 +395,18 @@ def _compatible(saved: dict, cfg: TrainConfig):
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
 
 # %% ../nbs/05_train.ipynb #1a2f74ba
+def remove_leftovers(run_dir: str|Path  # a training run folder
+                    ) -> list[str]:
+    "Delete the temporary files/folders and moved-aside model folders a killed run left in `run_dir`; their names."
+    gone = []
+    for p in sorted(Path(run_dir).glob(".*")):
+        if not (p.name.endswith(".tmp") or ".old-" in p.name): continue
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        else: p.unlink()
+        gone.append(p.name)
+    return gone
+
+# %% ../nbs/05_train.ipynb #58514446
 def train(cfg: TrainConfig|None=None,  # the run's configuration
           split: tuple|None=None,      # (train_ids, val_ids) instead of the official split (k-fold runs)
           **overrides,                 # fields to change in `cfg`
@@ -426,11 +438,8 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     swa = AveragedModel(model, use_buffers=False) if cfg.swa_epochs else None
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-    if rank == 0:  # only now, with data, model and loss built and checked, does the run folder get written
-        make_run_dir(run_dir)
-        record_run(run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir), "bands_resolved": bands}, data_dir, device)
     history, best, best_epoch, bad_epochs, start = [], -math.inf, 0, 0, 1
-    if cfg.resume:
+    if cfg.resume:  # the saved state is read and checked before anything in the run folder changes
         state = load_training_state(state_path); _compatible(state["config"], cfg)
         model.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"]); scheduler.load_state_dict(state["scheduler"])
         if scaler and state.get("scaler"): scaler.load_state_dict(state["scaler"])
@@ -438,6 +447,10 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
         if swa is not None: swa.load_state_dict(state["swa"])
         history, best, best_epoch, bad_epochs = state["history"], state["best"], state["best_epoch"], state["bad_epochs"]
         start = state["epoch"] + 1; set_rng_state(state["rng"])
+    if rank == 0:  # only now, with data, model, loss (and a resumed state) built and checked, does the run folder get written
+        make_run_dir(run_dir)
+        if cfg.resume: remove_leftovers(run_dir)
+        record_run(run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir), "bands_resolved": bands}, data_dir, device)
     sign = -1 if cfg.monitor == "val_loss" else 1
     model_info = dict(bands=bands, mean=[float(v) for v in mean], std=[float(v) for v in std], protocol=cfg.protocol, class_names=names)
     last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start - 1 + cfg.stop_after)
