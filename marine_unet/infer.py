@@ -22,25 +22,30 @@ from .model import load_model, input_multiple
 from .augment import tta_predict, rgb_composite
 
 # %% auto #0
-__all__ = ['NODATA_CLASS', 'GDAL_CACHE_MB', 'as_model', 'normalise_images', 'autocast_dtype', 'predict_patches', 'tile_origins',
-           'blend_window', 'scene_band_indexes', 'probabilities_path', 'partial_path', 'predict_scene', 'write_scene',
-           'smooth_probabilities', 'apply_thresholds', 'remove_small_objects', 'morphology', 'clean_class',
-           'export_onnx', 'quantize_onnx', 'onnx_parity', 'save_map_figure']
+__all__ = ['CHANNELS_LAST_DEVICES', 'NODATA_CLASS', 'GDAL_CACHE_MB', 'as_model', 'normalise_images', 'autocast_dtype',
+           'predict_patches', 'tile_origins', 'blend_window', 'scene_band_indexes', 'probabilities_path',
+           'partial_path', 'predict_scene', 'write_scene', 'smooth_probabilities', 'apply_thresholds',
+           'remove_small_objects', 'morphology', 'clean_class', 'export_onnx', 'quantize_onnx', 'onnx_parity',
+           'save_map_figure']
 
 # %% ../nbs/07_infer.ipynb #7cd03892
+CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # where inference runs in channels-last (NHWC) layout
+
 def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
              device: str|torch.device="cpu",           # where to run it ("auto", "cpu", "cuda", ...)
             ) -> tuple[nn.Module, dict[str, Any]|None]:
     "The (model, config) pair in eval mode on `device`; config is None for a bare module."
     device = get_device(device) if isinstance(device, str) else torch.device(device)
-    if isinstance(model, (str, os.PathLike)): return load_model(model, device=device)
-    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], nn.Module):
+    if isinstance(model, (str, os.PathLike)): module, config = load_model(model, device=device)
+    elif isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], nn.Module):
         module, config = model
         missing = [k for k in ("bands", "mean", "std", "class_names") if not isinstance(config, dict) or k not in config]
         if missing: raise InputError(f"model: the config of the (model, config) pair lacks {missing}")
-        return module.to(device).eval(), config
-    if isinstance(model, nn.Module): return model.to(device).eval(), None
-    raise InputError(f"model: expected a model folder, a (model, config) pair or an nn.Module, got {type(model).__name__}")
+    elif isinstance(model, nn.Module): module, config = model, None
+    else: raise InputError(f"model: expected a model folder, a (model, config) pair or an nn.Module, got {type(model).__name__}")
+    module = module.to(device).eval()
+    if device.type in CHANNELS_LAST_DEVICES: module = module.to(memory_format=torch.channels_last)
+    return module, config
 
 # %% ../nbs/07_infer.ipynb #998769dc
 def normalise_images(images: np.ndarray,              # (N, C, H, W) or (C, H, W) reflectance, NaN = no data
@@ -92,6 +97,7 @@ def _probabilities(model: Callable[[torch.Tensor], torch.Tensor], # module takin
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
         for start in range(0, len(x), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(_pad_to_multiple(x[start:start + batch_size], multiple))).to(device)
+            if device.type in CHANNELS_LAST_DEVICES: batch = batch.contiguous(memory_format=torch.channels_last)
             probs = tta_predict(model, batch) if tta else model(batch).float().softmax(1)
             out.append(probs[..., :height, :width].float().cpu().numpy())
     return np.concatenate(out)
