@@ -224,27 +224,33 @@ def _read(src: rasterio.DatasetReader, indexes: list[int], y: int, x: int, heigh
         raise InputError(f"scene {src.name}: unreadable at rows {y}..{y + height - 1}, columns {x}..{x + width - 1} ({e})") from None
 
 # %% ../nbs/07_infer.ipynb #30e23dbd
+def _widen(a: np.ndarray, width: int) -> np.ndarray:
+    "`a` with its last axis extended by zeros (False) to `width`: a fresh array, only the kept columns copied."
+    out = np.zeros(a.shape[:-1] + (width,), a.dtype)
+    out[..., :a.shape[-1]] = a
+    return out
+
 def _strip_blocks(predict: Callable[[np.ndarray], np.ndarray], # normalised (N, C, h, w) tiles -> probabilities (N, K, h, w)
-                  read: Callable[[int, int], np.ndarray],      # (x, width) -> normalised (C, h, width) window of the strip
-                  invalid_of: Callable[[int, int], np.ndarray],# (x, width) -> (h, width) no-data mask of the same window
+                  read: Callable[[int, int], tuple[np.ndarray, np.ndarray]], # (x, width) -> normalised (C, h, width) window, its no-data (h, width)
                   xs: list[int], tile_width: int, width: int, window: np.ndarray, classes: int, batch_size: int):
     "Yield (x0, x1, probability sums (K, h, x1-x0), weight sums (h, x1-x0), no-data (h, x1-x0)) of one strip, left to right."
     height = window.shape[0]
     sums, weights, invalid, x0 = np.zeros((classes, height, 0), np.float32), np.zeros((height, 0), np.float32), np.zeros((height, 0), bool), 0
-    for start in range(0, len(xs), batch_size):
-        batch_xs, x_end = xs[start:start + batch_size], xs[min(start + batch_size, len(xs)) - 1] + tile_width
-        grow = x_end - x0 - sums.shape[2]                              # new columns this batch reaches
-        sums = np.concatenate([sums, np.zeros((classes, height, grow), np.float32)], 2)
-        weights = np.concatenate([weights, np.zeros((height, grow), np.float32)], 1)
-        invalid = np.concatenate([invalid, invalid_of(x_end - grow, grow)], 1)
+    batches = [xs[start:start + batch_size] for start in range(0, len(xs), batch_size)]
+    for n, batch_xs in enumerate(batches):
+        x_end = batch_xs[-1] + tile_width
+        image, image_invalid = read(batch_xs[0], x_end - batch_xs[0])  # one read per batch, covering its tiles
+        kept, grow = sums.shape[2], x_end - x0 - sums.shape[2]  # columns carried from the last batch, new ones
+        sums, weights, invalid = _widen(sums, x_end - x0), _widen(weights, x_end - x0), _widen(invalid, x_end - x0)
+        invalid[:, kept:] = image_invalid[:, image_invalid.shape[1] - grow:]
         todo = [x for x in batch_xs if not invalid[:, x - x0:x - x0 + tile_width].all()]  # all-nodata tiles are skipped
         if todo:
-            image = read(todo[0], todo[-1] + tile_width - todo[0])
-            probs = predict(np.stack([image[:, :, x - todo[0]:x - todo[0] + tile_width] for x in todo]))
+            probs = predict(np.stack([image[:, :, x - batch_xs[0]:x - batch_xs[0] + tile_width] for x in todo]))
+            probs *= window                                      # in place: no temporary per tile
             for x, p in zip(todo, probs):
-                sums[:, :, x - x0:x - x0 + tile_width] += p * window
+                sums[:, :, x - x0:x - x0 + tile_width] += p
                 weights[:, x - x0:x - x0 + tile_width] += window
-        x1 = xs[start + batch_size] if start + batch_size < len(xs) else width  # no later tile of the strip reaches x < x1
+        x1 = batches[n + 1][0] if n + 1 < len(batches) else width  # no later tile of the strip reaches x < x1
         yield x0, x1, sums[:, :, :x1 - x0], weights[:, :x1 - x0], invalid[:, :x1 - x0]
         sums, weights, invalid, x0 = sums[:, :, x1 - x0:], weights[:, x1 - x0:], invalid[:, x1 - x0:], x1
 
@@ -300,11 +306,14 @@ def _save_strip(work: Path, i: int, key: dict, classes: np.ndarray, carry: tuple
     (work/f"carry_{i - 1:05d}.npz").unlink(missing_ok=True)
 
 # %% ../nbs/07_infer.ipynb #97605675
-def _finish_strip(sums: np.ndarray, weights: np.ndarray, invalid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Classes uint8 and probabilities float32 (NaN at nodata) of finished pixels from their weighted sums."
+def _finish_strip(sums: np.ndarray, weights: np.ndarray, invalid: np.ndarray, probabilities: bool
+                 ) -> tuple[np.ndarray, np.ndarray|None]:
+    "Classes uint8 and, if asked, probabilities float32 (NaN at nodata) of finished pixels from their weighted sums."
     nodata = invalid | (weights == 0)                      # weight 0 only where every covering tile had no data
+    classes = np.where(nodata, NODATA_CLASS, sums.argmax(0)).astype(np.uint8)  # the weights divide out of the argmax
+    if not probabilities: return classes, None
     probs = np.divide(sums, weights, out=np.zeros_like(sums), where=weights > 0)
-    return np.where(nodata, NODATA_CLASS, sums.argmax(0)).astype(np.uint8), np.where(nodata, np.float32(np.nan), probs)
+    return classes, np.where(nodata, np.float32(np.nan), probs)
 
 def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: list[int], config: dict, tile: int, overlap: int,
                     batch_size: int, work: Path, key: dict, probabilities: bool, first: int, progress: bool):
@@ -322,13 +331,14 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
             rows = np.empty((done, width), np.uint8)
             probs = np.lib.format.open_memmap(work/f"probabilities_{i:05d}.npy.tmp", "w+", np.float32, (classes, done, width)) if probabilities else None
             below = (np.zeros((classes, tile_height - done, width), np.float32), np.zeros((tile_height - done, width), np.float32))
-            read = lambda x, w: normalise_images(_read(src, indexes, y, x, tile_height, w), config)
-            invalid_of = lambda x, w: _invalid_pixels(_read(src, indexes, y, x, tile_height, w), src.nodata)
-            for x0, x1, sums, weights, invalid in _strip_blocks(predict, read, invalid_of, xs, tile_width, width, window, classes, batch_size):
+            def read(x: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+                raw = _read(src, indexes, y, x, tile_height, w)
+                return normalise_images(raw, config), _invalid_pixels(raw, src.nodata)
+            for x0, x1, sums, weights, invalid in _strip_blocks(predict, read, xs, tile_width, width, window, classes, batch_size):
                 if carry is not None:
                     shared = carry[1].shape[0]
                     sums[:, :shared] += carry[0][:, :, x0:x1]; weights[:shared] += carry[1][:, x0:x1]
-                block_classes, block_probs = _finish_strip(sums[:, :done], weights[:done], invalid[:done])
+                block_classes, block_probs = _finish_strip(sums[:, :done], weights[:done], invalid[:done], probs is not None)
                 rows[:, x0:x1] = block_classes
                 if probs is not None: probs[:, :, x0:x1] = block_probs
                 below[0][:, :, x0:x1], below[1][:, x0:x1] = sums[:, done:], weights[done:]
@@ -338,7 +348,7 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
             _save_strip(work, i, key, rows, carry)
 
 # %% ../nbs/07_infer.ipynb #ad27392a
-GDAL_CACHE_MB = 256  # GDAL block-cache cap while predicting a scene; GDAL's own default is 5 % of the RAM
+GDAL_CACHE_MB = 64  # GDAL block-cache cap while predicting a scene; GDAL's own default is 5 % of the RAM
 
 def _write_parts(dst: rasterio.io.DatasetWriter, parts: Sequence[Path]):
     "Write (…, h, W) .npy parts one below the other, in row chunks of whole blocks (the last chunk as it comes)."

@@ -47,7 +47,7 @@ class TrainConfig:
     bands: str = ""                 # comma-separated band names; "" = all 11
     protocol: int = 11              # 11 (benchmark) or 15 classes
     normalize: str = "official"     # "official", "train" or "none"
-    epochs: int = 40                # maximum number of epochs
+    epochs: int = 100               # maximum number of epochs
     batch_size: int = 8             # samples per optimizer step (before accumulation)
     lr: float = 1e-3                # peak learning rate
     weight_decay: float = 1e-4      # decoupled weight decay (AdamW) or L2 (Adam, SGD)
