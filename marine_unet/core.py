@@ -9,7 +9,7 @@ import os
 # huggingface_hub looks models up unless told not to. Every module imports core first.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import contextlib, datetime, hashlib, json, platform, random, subprocess, sys, tempfile
+import contextlib, datetime, glob, hashlib, json, platform, random, shutil, subprocess, sys, tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,8 +21,9 @@ __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_
            'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'TRACKED_PACKAGES', 'InputError',
            'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors', 'codes_to_target',
            'class_distribution', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'atomic_path',
-           'write_json', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir',
-           'record_run', 'confusion_matrix', 'scores_from_confusion']
+           'write_json', 'interrupted_writes', 'remove_interrupted_writes', 'package_versions', 'git_commit',
+           'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'confusion_matrix',
+           'scores_from_confusion']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -180,6 +181,26 @@ def write_json(path: str|Path,  # destination file
     text = json.dumps(obj, indent=2, default=_default, sort_keys=False) + "\n"
     with atomic_path(path) as tmp: tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #4c596261
+def interrupted_writes(folder: str|Path,       # where to look
+                       name: str|None=None,    # only the leftovers of this final file name; None: all
+                       recursive: bool=False,  # also look in sub-folders
+                      ) -> list[Path]:
+    "Temporary files/folders and moved-aside folders that interrupted atomic writes left in `folder`."
+    pattern = f".{glob.escape(name)}.*" if name else ".*"
+    found = Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern)
+    return sorted(p for p in found if p.name.endswith(".tmp") or ".old-" in p.name)
+
+def remove_interrupted_writes(folder: str|Path,     # where to clean
+                              name: str|None=None,  # only the leftovers of this final file name; None: all
+                             ) -> list[str]:
+    "Delete what `interrupted_writes` finds in `folder`; their names."
+    gone = interrupted_writes(folder, name)
+    for p in gone:
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        else: p.unlink()
+    return [p.name for p in gone]
 
 # %% ../nbs/00_core.ipynb #a8a30952
 TRACKED_PACKAGES = ("marine_unet", "torch", "torchvision", "segmentation-models-pytorch", "timm",

@@ -5,7 +5,7 @@
 # %% ../nbs/07_infer.ipynb #1b7fda13
 from __future__ import annotations
 from .core import *
-import contextlib, datetime, glob, hashlib, json, os, shutil, tempfile, warnings
+import datetime, hashlib, json, os, shutil, tempfile, warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 import cv2  # OpenCV: comes with albumentations (see Post-processing)
@@ -289,14 +289,6 @@ def _start_partial(work: Path, key: dict[str, Any], resume: bool, overwrite: boo
     if changed: raise InputError(f"resume: the partial run in {work} was made with other {changed}; pass overwrite=True to start again")
     return int(saved["strips_done"])
 
-def _remove_leftovers(dst_tif: Path) -> list[str]:
-    "Delete the temporary output files (`.<name>.XXXX.tmp`) a killed call left next to `dst_tif`; their names."
-    gone = []
-    for name in (dst_tif.name, probabilities_path(dst_tif).name):
-        for p in dst_tif.parent.glob(f".{glob.escape(name)}.*.tmp"):
-            if p.is_file(): p.unlink(); gone.append(p.name)
-    return sorted(gone)
-
 def _save_strip(work: Path, i: int, key: dict, classes: np.ndarray, carry: tuple[np.ndarray, np.ndarray]|None):
     "Save strip i's finished class rows and carried sums, then record it as done (each file atomically)."
     with atomic_path(work/f"classes_{i:05d}.npy") as tmp, open(tmp, "wb") as f: np.save(f, classes)
@@ -407,7 +399,8 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or th
                           probabilities=bool(probabilities), precision=precision, device=run_device.type)
         work = partial_path(dst_tif)
         first = _start_partial(work, key, bool(resume), bool(overwrite))
-        if resume or overwrite: _remove_leftovers(dst_tif)
+        if resume or overwrite:
+            for name in (dst_tif.name, probabilities_path(dst_tif).name): remove_interrupted_writes(dst_tif.parent, name)
         strips = len(tile_origins(src.height, tile, overlap))
         _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, key, bool(probabilities), first, progress)
         _assemble(src, work, dst_tif, config, strips, bool(probabilities))

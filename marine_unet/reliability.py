@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, hashlib, io, json, os, random, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from .core import InputError
+from .core import InputError, interrupted_writes
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'child_env', 'cli_command', 'run_killed', 'kill_point', 'checkpointed_epochs', 'tree_digest',
@@ -105,9 +105,7 @@ def compare_runs(a: str|Path,                          # one run folder
 def leftovers(folder: str|Path  # a folder written by marine_unet
              ) -> list[str]:
     "Paths (relative) of temporary files/folders and moved-aside models that an interrupted write left in `folder`."
-    folder = Path(folder)
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob(".*")
-                  if p.name.endswith(".tmp") or ".old-" in p.name)
+    return sorted(p.relative_to(folder).as_posix() for p in interrupted_writes(folder, recursive=True))
 
 # %% ../nbs/09_reliability.ipynb #e0b5466d
 def snapshot(folder: str|Path  # the folder to record

@@ -27,8 +27,8 @@ from .loss import *
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'AMP_MODES', 'MONITORS', 'STEP_SCHEDULES', 'HISTORY_KEYS', 'SUMMARY_KEYS', 'TrainConfig',
            'check_config', 'build_optimizer', 'build_scheduler', 'resolve_amp', 'train_one_epoch', 'validate',
            'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history', 'plot_history',
-           'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'remove_leftovers', 'train',
-           'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
+           'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'train', 'refresh_batchnorm',
+           'summarize_runs', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -395,18 +395,6 @@ def _compatible(saved: dict, cfg: TrainConfig):
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
 
 # %% ../nbs/05_train.ipynb #1a2f74ba
-def remove_leftovers(run_dir: str|Path  # a training run folder
-                    ) -> list[str]:
-    "Delete the temporary files/folders and moved-aside model folders a killed run left in `run_dir`; their names."
-    gone = []
-    for p in sorted(Path(run_dir).glob(".*")):
-        if not (p.name.endswith(".tmp") or ".old-" in p.name): continue
-        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
-        else: p.unlink()
-        gone.append(p.name)
-    return gone
-
-# %% ../nbs/05_train.ipynb #58514446
 def train(cfg: TrainConfig|None=None,  # the run's configuration
           split: tuple|None=None,      # (train_ids, val_ids) instead of the official split (k-fold runs)
           **overrides,                 # fields to change in `cfg`
@@ -449,7 +437,7 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
         start = state["epoch"] + 1; set_rng_state(state["rng"])
     if rank == 0:  # only now, with data, model, loss (and a resumed state) built and checked, does the run folder get written
         make_run_dir(run_dir)
-        if cfg.resume: remove_leftovers(run_dir)
+        if cfg.resume: remove_interrupted_writes(run_dir)
         record_run(run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir), "bands_resolved": bands}, data_dir, device)
     sign = -1 if cfg.monitor == "val_loss" else 1
     model_info = dict(bands=bands, mean=[float(v) for v in mean], std=[float(v) for v in std], protocol=cfg.protocol, class_names=names)
