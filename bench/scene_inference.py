@@ -4,8 +4,10 @@ same model on the same machine in the same run.
 For each scene size (default 2048² and 8192², 11 bands, float32 reflectance on a UTM grid, tiled GeoTIFF) a fresh
 Python process measures, in turns, the batch throughput (the same model, precision and tile size: batches of
 `--batch` random tiles through the same forward function `predict_scene` uses, `--repeats` timings after warm-up) and
-`predict_scene` on the scene (3 runs for small scenes, 1 for large), then reports the medians of both and the
-process's peak resident memory (VmHWM). Sizes do not share memory, and both throughputs see the same machine noise.
+`predict_scene` on the scene (5 runs for small scenes, 2 for large). Each scene run is compared with the batches
+timed just before and after it, so that the machine's drift over minutes cancels out; the ratio reported is the
+median of these paired ratios (their range is shown too). It also reports the process's peak resident memory
+(VmHWM). Sizes do not share memory.
 
     python bench/scene_inference.py                       # 2048² and 8192², fp32 and bf16
     python bench/scene_inference.py --sizes 10980 --device cuda --precisions bf16 fp16
@@ -86,17 +88,21 @@ def child(args) -> None:
     rss_model = peak_rss_mb()
     with rasterio.open(args.scene) as src: height, width = src.shape
     tiles = len(tile_origins(height, args.tile, args.overlap)) * len(tile_origins(width, args.tile, args.overlap))
-    rounds = args.scene_repeats or (3 if tiles < 400 else 1)   # a large scene is long enough to be timed once
-    batch_times, scene_times = [], []
-    for r in range(rounds + 1):                                # batches before, between and after the scene runs
-        batch_times += batch_throughput(pair, args.tile, args.batch, args.precision, device, args.repeats)["times_s"]
+    rounds = args.scene_repeats or (5 if tiles < 400 else 2)
+    groups, scene_times = [], []                               # batch timings before, between and after the scene runs
+    for r in range(rounds + 1):
+        groups.append(batch_throughput(pair, args.tile, args.batch, args.precision, device, args.repeats)["times_s"])
         if r == rounds: break
         start = time.perf_counter()
         predict_scene(pair, args.scene, args.out, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
                       precision=args.precision, device=device, overwrite=True, progress=False)
         scene_times.append(time.perf_counter() - start)
+    # each scene run against the batches timed just before and after it: the machine's drift cancels out
+    paired = [(tiles / t) / (args.batch / statistics.median(groups[i] + groups[i + 1])) for i, t in enumerate(scene_times)]
+    batch_times = sum(groups, [])
     seconds, batch_s = statistics.median(scene_times), statistics.median(batch_times)
     print(json.dumps({"seconds": seconds, "scene_times_s": scene_times, "tiles": tiles, "tiles_per_s": tiles / seconds,
+                      "scene_vs_batch": statistics.median(paired), "scene_vs_batch_runs": paired,
                       "batch_timing": {"median_s": batch_s, "times_s": batch_times, "batch": args.batch, "tiles_per_s": args.batch / batch_s},
                       "peak_rss_mb": peak_rss_mb(), "rss_after_model_load_mb": rss_model}))
 
@@ -118,7 +124,7 @@ def main():
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--tile", type=int, default=256); p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--scene-repeats", type=int, default=0, help="predict_scene runs per scene, the median reported (0: 3 for small scenes, 1 for large)")
+    p.add_argument("--scene-repeats", type=int, default=0, help="predict_scene runs per scene, the median reported (0: 5 for small scenes, 2 for large)")
     p.add_argument("--work", default="", help="folder for the scenes and outputs (default: a temporary folder; scenes are large)")
     p.add_argument("--child", action="store_true", help=argparse_hidden()); p.add_argument("--model", default="")
     p.add_argument("--scene", default=""); p.add_argument("--out", default=""); p.add_argument("--precision", default="fp32")
@@ -136,12 +142,13 @@ def main():
             scene = make_scene(work/f"scene_{size}.tif", size)
             run = run_child(args, scene, model_dir, precision, work/f"map_{size}_{precision}.tif")
             batch = run["batch_timing"]
-            run.update(size=size, precision=precision, batch_tiles_per_s=batch["tiles_per_s"],
-                       scene_vs_batch=run["tiles_per_s"] / batch["tiles_per_s"])
+            run.update(size=size, precision=precision, batch_tiles_per_s=batch["tiles_per_s"])
             results["runs"].append(run)
             rows.append({"scene": f"{size}²", "precision": precision, "tiles": run["tiles"], "seconds": run["seconds"],
                          "scene tiles/s": run["tiles_per_s"], "batch tiles/s": batch["tiles_per_s"],
-                         "scene / batch": run["scene_vs_batch"], "peak RSS MB": run["peak_rss_mb"],
+                         "scene / batch": run["scene_vs_batch"],
+                         "range": f"{min(run['scene_vs_batch_runs']):.2f}–{max(run['scene_vs_batch_runs']):.2f}",
+                         "peak RSS MB": run["peak_rss_mb"],
                          "RSS after model load MB": run["rss_after_model_load_mb"]})
     for precision in args.precisions:
         runs = {r["size"]: r for r in results["runs"] if r["precision"] == precision}

@@ -48,15 +48,22 @@ def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, co
     return module, config
 
 # %% ../nbs/07_infer.ipynb #998769dc
+def _normalise_inplace(x: np.ndarray,                 # float32 (N, C, H, W) or (C, H, W), overwritten
+                      config: dict[str, Any]|None,     # model config with mean and std; None = already normalised
+                     ) -> np.ndarray:
+    "`x` itself, normalised in place by torch (on all its threads, same bits as numpy)."
+    t = torch.from_numpy(x)
+    if config is not None:
+        t.sub_(torch.tensor(config["mean"], dtype=torch.float32).reshape(-1, 1, 1))
+        t.div_(torch.tensor(config["std"], dtype=torch.float32).reshape(-1, 1, 1))
+    t.nan_to_num_(0.0, posinf=float("inf"), neginf=float("-inf"))
+    return x
+
 def normalise_images(images: np.ndarray,              # (N, C, H, W) or (C, H, W) reflectance, NaN = no data
                      config: dict[str, Any]|None,     # model config with mean and std; None = already normalised
                     ) -> np.ndarray:
     "Float32 model input: (images - mean) / std per band, NaN replaced by 0 (the band mean)."
-    x = np.asarray(images, np.float32)
-    if config is not None:
-        shape = (-1, 1, 1)
-        x = (x - np.asarray(config["mean"], np.float32).reshape(shape)) / np.asarray(config["std"], np.float32).reshape(shape)
-    return np.where(np.isnan(x), np.float32(0), x)
+    return _normalise_inplace(np.array(images, np.float32), config)   # a copy: the caller's array is left alone
 
 # %% ../nbs/07_infer.ipynb #6e8ec249
 def _check_positive(name: str, value: Any) -> int:
@@ -96,11 +103,11 @@ def _probabilities(model: Callable[[torch.Tensor], torch.Tensor], # module takin
     out = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
         for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(_pad_to_multiple(x[start:start + batch_size], multiple))).to(device)
+            batch = torch.from_numpy(_pad_to_multiple(x[start:start + batch_size], multiple)).to(device)  # any strides
             if device.type in CHANNELS_LAST_DEVICES: batch = batch.contiguous(memory_format=torch.channels_last)
             probs = tta_predict(model, batch) if tta else model(batch).float().softmax(1)
             out.append(probs[..., :height, :width].float().cpu().numpy())
-    return np.concatenate(out)
+    return out[0] if len(out) == 1 else np.concatenate(out)
 
 # %% ../nbs/07_infer.ipynb #e057b893
 def predict_patches(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
@@ -205,7 +212,8 @@ def _check_writable(dst_tif: Path):
 def _profile(src: rasterio.DatasetReader, count: int, dtype: str, nodata: float) -> dict[str, Any]:
     "A tiled, deflate-compressed GeoTIFF profile on the scene's grid."
     profile = {"driver": "GTiff", "height": src.height, "width": src.width, "count": count, "dtype": dtype,
-               "crs": src.crs, "transform": src.transform, "nodata": nodata, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+               "crs": src.crs, "transform": src.transform, "nodata": nodata, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+               "NUM_THREADS": torch.get_num_threads()}  # GDAL compresses blocks in parallel; the bytes do not depend on it
     if src.height >= 16 and src.width >= 16:  # GeoTIFF tiles are multiples of 16 pixels
         side = 256 if min(src.height, src.width) >= 256 else 16 * (min(src.height, src.width) // 16)
         profile.update(tiled=True, blockxsize=side, blockysize=side)
@@ -217,42 +225,57 @@ def _invalid_pixels(block: np.ndarray, nodata: float|None) -> np.ndarray:
     if nodata is not None and not np.isnan(nodata): invalid |= (block == nodata).any(0)
     return invalid
 
-def _read(src: rasterio.DatasetReader, indexes: list[int], y: int, x: int, height: int, width: int) -> np.ndarray:
+def _read(src: rasterio.DatasetReader, indexes: list[int], y: int, x: int, height: int, width: int,
+          out: np.ndarray|None=None,   # float32 (C, height, width) array to read into, instead of a new one
+         ) -> np.ndarray:
     "A (C, height, width) float32 window of the scene, or an error naming the file and the rows."
-    try: return src.read(indexes, window=Window(x, y, width, height), out_dtype=np.float32)
+    try: return src.read(indexes, window=Window(x, y, width, height), out_dtype=np.float32, out=out)
     except RasterioError as e:
         raise InputError(f"scene {src.name}: unreadable at rows {y}..{y + height - 1}, columns {x}..{x + width - 1} ({e})") from None
 
 # %% ../nbs/07_infer.ipynb #30e23dbd
-def _widen(a: np.ndarray, width: int) -> np.ndarray:
-    "`a` with its last axis extended by zeros (False) to `width`: a fresh array, only the kept columns copied."
-    out = np.zeros(a.shape[:-1] + (width,), a.dtype)
-    out[..., :a.shape[-1]] = a
-    return out
+def _batches(xs: list[int], batch_size: int) -> list[list[int]]:
+    "Tile columns, left to right, in the fewest batches of at most `batch_size`, their sizes differing by at most one."
+    count = -(-len(xs) // batch_size)
+    bounds = [len(xs) * i // count for i in range(count + 1)]
+    return [xs[start:end] for start, end in zip(bounds, bounds[1:])]
+
+def _batch_span(xs: list[int], tile_width: int, batch_size: int) -> int:
+    "The widest window, in columns, that one batch of tiles covers."
+    return max(batch[-1] - batch[0] for batch in _batches(xs, batch_size)) + tile_width
+
+def _stack_tiles(image: np.ndarray, starts: list[int], tile_width: int, out: torch.Tensor) -> np.ndarray:
+    "The (N, C, h, tile_width) tiles of a (C, h, w) window starting at columns `starts`, copied into channels-last `out`."
+    window, tiles = torch.from_numpy(image), out[:len(starts)]
+    for tile, x in zip(tiles, starts): tile.copy_(window[:, :, x:x + tile_width])
+    return tiles.numpy()
 
 def _strip_blocks(predict: Callable[[np.ndarray], np.ndarray], # normalised (N, C, h, w) tiles -> probabilities (N, K, h, w)
                   read: Callable[[int, int], tuple[np.ndarray, np.ndarray]], # (x, width) -> normalised (C, h, width) window, its no-data (h, width)
-                  xs: list[int], tile_width: int, width: int, window: np.ndarray, classes: int, batch_size: int):
-    "Yield (x0, x1, probability sums (K, h, x1-x0), weight sums (h, x1-x0), no-data (h, x1-x0)) of one strip, left to right."
-    height = window.shape[0]
-    sums, weights, invalid, x0 = np.zeros((classes, height, 0), np.float32), np.zeros((height, 0), np.float32), np.zeros((height, 0), bool), 0
-    batches = [xs[start:start + batch_size] for start in range(0, len(xs), batch_size)]
+                  xs: list[int], tile_width: int, width: int, window: np.ndarray, classes: int, channels: int, batch_size: int):
+    "Yield (x0, x1, probability sums (K, h, x1-x0), weight sums (h, x1-x0), no-data (h, x1-x0)) of one strip, left to right, as tensors."
+    height, window, batches = window.shape[0], torch.from_numpy(window), _batches(xs, batch_size)
+    span = _batch_span(xs, tile_width, batch_size)   # buffers allocated once, reused batch after batch
+    sums, weights, invalid = torch.zeros((classes, height, span)), torch.zeros((height, span)), torch.zeros((height, span), dtype=torch.bool)
+    tiles = torch.empty((min(batch_size, len(xs)), channels, height, tile_width), memory_format=torch.channels_last)
+    weighted = torch.empty((len(tiles), classes, height, tile_width))  # class-major, like the sums: contiguous adds
+    kept = 0                                          # columns at the left of the buffers carried from the last batch
     for n, batch_xs in enumerate(batches):
-        x_end = batch_xs[-1] + tile_width
-        image, image_invalid = read(batch_xs[0], x_end - batch_xs[0])  # one read per batch, covering its tiles
-        kept, grow = sums.shape[2], x_end - x0 - sums.shape[2]  # columns carried from the last batch, new ones
-        sums, weights, invalid = _widen(sums, x_end - x0), _widen(weights, x_end - x0), _widen(invalid, x_end - x0)
-        invalid[:, kept:] = image_invalid[:, image_invalid.shape[1] - grow:]
-        todo = [x for x in batch_xs if not invalid[:, x - x0:x - x0 + tile_width].all()]  # all-nodata tiles are skipped
+        x0, x_end = batch_xs[0], batch_xs[-1] + tile_width
+        image, image_invalid = read(x0, x_end - x0)  # one read per batch, covering its tiles
+        sums[:, :, kept:x_end - x0] = 0; weights[:, kept:x_end - x0] = 0
+        invalid[:, kept:x_end - x0] = torch.from_numpy(image_invalid[:, kept:])
+        todo = [x - x0 for x in batch_xs if not invalid[:, x - x0:x - x0 + tile_width].all()]  # all-nodata tiles are skipped
         if todo:
-            probs = predict(np.stack([image[:, :, x - batch_xs[0]:x - batch_xs[0] + tile_width] for x in todo]))
-            probs *= window                                      # in place: no temporary per tile
-            for x, p in zip(todo, probs):
-                sums[:, :, x - x0:x - x0 + tile_width] += p
-                weights[:, x - x0:x - x0 + tile_width] += window
+            probs = torch.from_numpy(predict(_stack_tiles(image, todo, tile_width, tiles)))
+            products = torch.mul(probs, window, out=weighted[:len(todo)])
+            for x, p in zip(todo, products):
+                sums[:, :, x:x + tile_width].add_(p)
+                weights[:, x:x + tile_width].add_(window)
         x1 = batches[n + 1][0] if n + 1 < len(batches) else width  # no later tile of the strip reaches x < x1
         yield x0, x1, sums[:, :, :x1 - x0], weights[:, :x1 - x0], invalid[:, :x1 - x0]
-        sums, weights, invalid, x0 = sums[:, :, x1 - x0:], weights[:, x1 - x0:], invalid[:, x1 - x0:], x1
+        kept = x_end - x1                                          # move the columns still in flight to the left
+        for buffer in (sums, weights, invalid): buffer[..., :kept] = buffer[..., x1 - x0:x_end - x0].clone()
 
 # %% ../nbs/07_infer.ipynb #2bb4de06
 def partial_path(dst_tif: str|Path  # the class-map file
@@ -261,17 +284,19 @@ def partial_path(dst_tif: str|Path  # the class-map file
     dst_tif = Path(dst_tif)
     return dst_tif.with_name(dst_tif.name + ".partial")
 
+_PARTIAL_FORMAT = 2  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
+
 def _weights_digest(model: nn.Module) -> str:
     "SHA-256 of the model's parameters and buffers, in state-dict order."
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():
-        digest.update(name.encode()); digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(name.encode()); digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 def _resume_key(src_tif: Path, model: nn.Module, config: dict, **options) -> dict[str, Any]:
     "Everything a finished strip depends on: a partial run resumes only when this is unchanged."
     stat = src_tif.stat()
-    return {"scene": str(src_tif.resolve()), "scene_bytes": stat.st_size, "scene_mtime_ns": stat.st_mtime_ns,
+    return {"partial_format": _PARTIAL_FORMAT, "scene": str(src_tif.resolve()), "scene_bytes": stat.st_size, "scene_mtime_ns": stat.st_mtime_ns,
             "weights_sha256": _weights_digest(model), **{k: config[k] for k in ("bands", "mean", "std", "class_names")}, **options}
 
 # %% ../nbs/07_infer.ipynb #e1574beb
@@ -289,23 +314,31 @@ def _start_partial(work: Path, key: dict[str, Any], resume: bool, overwrite: boo
     if changed: raise InputError(f"resume: the partial run in {work} was made with other {changed}; pass overwrite=True to start again")
     return int(saved["strips_done"])
 
-def _save_strip(work: Path, i: int, key: dict, classes: np.ndarray, carry: tuple[np.ndarray, np.ndarray]|None):
+def _save_strip(work: Path, i: int, key: dict, classes: np.ndarray,
+                carry: np.ndarray|None,   # (K + 1, rows, W): the weighted sums of the rows the next strip shares, then their weights
+               ):
     "Save strip i's finished class rows and carried sums, then record it as done (each file atomically)."
     with atomic_path(work/f"classes_{i:05d}.npy") as tmp, open(tmp, "wb") as f: np.save(f, classes)
     if carry is not None:
-        with atomic_path(work/f"carry_{i:05d}.npz") as tmp, open(tmp, "wb") as f: np.savez(f, sums=carry[0], weights=carry[1])
+        with atomic_path(work/f"carry_{i:05d}.npy") as tmp, open(tmp, "wb") as f: np.save(f, carry)
     write_json(work/"progress.json", {"key": key, "strips_done": i + 1})
-    (work/f"carry_{i - 1:05d}.npz").unlink(missing_ok=True)
+    (work/f"carry_{i - 1:05d}.npy").unlink(missing_ok=True)
 
 # %% ../nbs/07_infer.ipynb #97605675
-def _finish_strip(sums: np.ndarray, weights: np.ndarray, invalid: np.ndarray, probabilities: bool
+def _first_argmax(scores: torch.Tensor) -> torch.Tensor:
+    "uint8 index of the largest of (K, h, w) scores along K, the first of equal ones, as numpy's argmax (several times faster on CPU)."
+    best = scores.amax(0)
+    index = torch.full(best.shape, len(scores) - 1, dtype=torch.uint8)
+    for k in range(len(scores) - 2, -1, -1): index.masked_fill_(scores[k] == best, k)
+    return index
+
+def _finish_strip(sums: torch.Tensor, weights: torch.Tensor, invalid: torch.Tensor, probabilities: bool
                  ) -> tuple[np.ndarray, np.ndarray|None]:
     "Classes uint8 and, if asked, probabilities float32 (NaN at nodata) of finished pixels from their weighted sums."
     nodata = invalid | (weights == 0)                      # weight 0 only where every covering tile had no data
-    classes = np.where(nodata, NODATA_CLASS, sums.argmax(0)).astype(np.uint8)  # the weights divide out of the argmax
+    classes = _first_argmax(sums).masked_fill_(nodata, NODATA_CLASS).numpy()  # the weights divide out of the argmax
     if not probabilities: return classes, None
-    probs = np.divide(sums, weights, out=np.zeros_like(sums), where=weights > 0)
-    return classes, np.where(nodata, np.float32(np.nan), probs)
+    return classes, (sums / weights).masked_fill_(nodata, float("nan")).numpy()
 
 def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: list[int], config: dict, tile: int, overlap: int,
                     batch_size: int, work: Path, key: dict, probabilities: bool, first: int, progress: bool):
@@ -314,30 +347,34 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
     ys, xs = tile_origins(height, tile, overlap), tile_origins(width, tile, overlap)
     tile_height, tile_width = min(tile, height), min(tile, width)
     window = blend_window(tile_height, tile_width)
+    buffer = np.empty(len(indexes) * tile_height * _batch_span(xs, tile_width, batch_size), np.float32)  # read into, reused
     carry = None
     if first > 0 and first < len(ys):
-        with np.load(work/f"carry_{first - 1:05d}.npz") as saved: carry = (saved["sums"], saved["weights"])
+        saved = torch.from_numpy(np.load(work/f"carry_{first - 1:05d}.npy"))
+        carry = (saved[:-1], saved[-1])
     with tqdm(total=len(ys) * len(xs), initial=first * len(xs), unit="tile", disable=not progress, desc=Path(src.name).name) as bar:
         for i in range(first, len(ys)):
             y = ys[i]; done = (ys[i + 1] if i + 1 < len(ys) else height) - y   # rows no later strip reaches
             rows = np.empty((done, width), np.uint8)
             probs = np.lib.format.open_memmap(work/f"probabilities_{i:05d}.npy.tmp", "w+", np.float32, (classes, done, width)) if probabilities else None
-            below = (np.zeros((classes, tile_height - done, width), np.float32), np.zeros((tile_height - done, width), np.float32))
+            below = torch.zeros((classes + 1, tile_height - done, width))   # the sums of the rows the next strip shares, then their weights
             def read(x: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-                raw = _read(src, indexes, y, x, tile_height, w)
-                return normalise_images(raw, config), _invalid_pixels(raw, src.nodata)
-            for x0, x1, sums, weights, invalid in _strip_blocks(predict, read, xs, tile_width, width, window, classes, batch_size):
+                raw = _read(src, indexes, y, x, tile_height, w, out=buffer[:len(indexes) * tile_height * w].reshape(-1, tile_height, w))
+                invalid = _invalid_pixels(raw, src.nodata)
+                return _normalise_inplace(raw, config), invalid
+            blocks = _strip_blocks(predict, read, xs, tile_width, width, window, classes, len(indexes), batch_size)
+            for x0, x1, sums, weights, invalid in blocks:
                 if carry is not None:
                     shared = carry[1].shape[0]
-                    sums[:, :shared] += carry[0][:, :, x0:x1]; weights[:shared] += carry[1][:, x0:x1]
+                    sums[:, :shared].add_(carry[0][:, :, x0:x1]); weights[:shared].add_(carry[1][:, x0:x1])
                 block_classes, block_probs = _finish_strip(sums[:, :done], weights[:done], invalid[:done], probs is not None)
                 rows[:, x0:x1] = block_classes
                 if probs is not None: probs[:, :, x0:x1] = block_probs
-                below[0][:, :, x0:x1], below[1][:, x0:x1] = sums[:, done:], weights[done:]
+                below[:-1, :, x0:x1], below[-1, :, x0:x1] = sums[:, done:], weights[done:]
                 bar.update(len([x for x in xs if x0 <= x < x1]))
             if probs is not None: probs.flush(); del probs; os.replace(work/f"probabilities_{i:05d}.npy.tmp", work/f"probabilities_{i:05d}.npy")
-            carry = below if i + 1 < len(ys) else None
-            _save_strip(work, i, key, rows, carry)
+            carry = (below[:-1], below[-1]) if i + 1 < len(ys) else None
+            _save_strip(work, i, key, rows, below.numpy() if carry is not None else None)
 
 # %% ../nbs/07_infer.ipynb #ad27392a
 GDAL_CACHE_MB = 64  # GDAL block-cache cap while predicting a scene; GDAL's own default is 5 % of the RAM
@@ -367,13 +404,13 @@ def _assemble(src: rasterio.DatasetReader, work: Path, dst_tif: Path, config: di
             out.descriptions = tuple(config["class_names"])
             _write_parts(out, [work/f"probabilities_{i:05d}.npy" for i in range(strips)])
 
-# %% ../nbs/07_infer.ipynb #d9ca3f87
+# %% ../nbs/07_infer.ipynb #2509e264
 def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or the (model, config) pair load_model gives
                   src_tif: str|os.PathLike,                # scene GeoTIFF: float reflectance, 11 MARIDA bands or the model's bands
                   dst_tif: str|os.PathLike,                # class-map GeoTIFF to write
                   tile: int=256,                           # tile side, pixels
                   overlap: int=32,                         # least number of pixels shared by neighbouring tiles
-                  batch_size: int=8,                       # tiles per forward pass
+                  batch_size: int=8,                       # most tiles per forward pass (a strip's tiles are split evenly)
                   tta: bool=False,                         # average the 8 dihedral views
                   probabilities: bool=False,               # also write <dst stem>_probabilities.tif (float32, one band a class)
                   device: str|torch.device="cpu",          # where to run the model
@@ -391,19 +428,20 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or th
     src_tif, dst_tif = Path(src_tif), Path(dst_tif)
     if len(config["class_names"]) >= NODATA_CLASS: raise InputError(f"model: {len(config['class_names'])} classes do not fit a uint8 map with nodata {NODATA_CLASS}")
     _check_destination(src_tif, dst_tif, probabilities, overwrite)
-    src, indexes = _open_scene(src_tif, config["bands"])
     predict = lambda x: _probabilities(model, x, batch_size, bool(tta), run_device, input_multiple(model), autocast)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), src:
-        _check_writable(dst_tif)
-        key = _resume_key(src_tif, model, config, tile=tile, overlap=overlap, batch_size=batch_size, tta=bool(tta),
-                          probabilities=bool(probabilities), precision=precision, device=run_device.type)
-        work = partial_path(dst_tif)
-        first = _start_partial(work, key, bool(resume), bool(overwrite))
-        if resume or overwrite:
-            for name in (dst_tif.name, probabilities_path(dst_tif).name): remove_interrupted_writes(dst_tif.parent, name)
-        strips = len(tile_origins(src.height, tile, overlap))
-        _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, key, bool(probabilities), first, progress)
-        _assemble(src, work, dst_tif, config, strips, bool(probabilities))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True):   # GDAL reads these when the file opens
+        src, indexes = _open_scene(src_tif, config["bands"])
+        with src:
+            _check_writable(dst_tif)
+            key = _resume_key(src_tif, model, config, tile=tile, overlap=overlap, batch_size=batch_size, tta=bool(tta),
+                              probabilities=bool(probabilities), precision=precision, device=run_device.type)
+            work = partial_path(dst_tif)
+            first = _start_partial(work, key, bool(resume), bool(overwrite))
+            if resume or overwrite:
+                for name in (dst_tif.name, probabilities_path(dst_tif).name): remove_interrupted_writes(dst_tif.parent, name)
+            strips = len(tile_origins(src.height, tile, overlap))
+            _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, key, bool(probabilities), first, progress)
+            _assemble(src, work, dst_tif, config, strips, bool(probabilities))
     shutil.rmtree(work)
     return dst_tif
 

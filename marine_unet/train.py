@@ -213,7 +213,8 @@ def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
         with _autocast(device, amp_dtype):
             logits = model(batch["image"])
         loss = loss_fn(logits.float(), batch["mask"], weight)
-        if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at batch {i}: lower lr or check the data")
+        loss_value = loss.item()   # the step's one wait for the GPU: the check and the running mean both use it
+        if not math.isfinite(loss_value): raise FloatingPointError(f"loss became {loss_value} at batch {i}: lower lr or check the data")
         step_loss = loss / cfg.accumulate
         if distributed: step_loss = step_loss * _pixel_share(batch["mask"], weight)
         (scaler.scale(step_loss) if scaler else step_loss).backward()
@@ -225,7 +226,7 @@ def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
             optimizer.zero_grad(set_to_none=True)
             if scheduler is not None and cfg.schedule in STEP_SCHEDULES: scheduler.step()
             if ema is not None: ema.update_parameters(_unwrap(model))
-        total += loss.item() * len(batch["image"]); seen += len(batch["image"])
+        total += loss_value * len(batch["image"]); seen += len(batch["image"])
         if progress is not None: progress.update(1); progress.set_postfix(loss=f"{total / seen:.4f}")
     return {"train_loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"]}
 
