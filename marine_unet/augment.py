@@ -327,7 +327,7 @@ def tta_predict(model_fn: Callable[[torch.Tensor], torch.Tensor], # images (N, C
     if not views: raise InputError("views: empty; give view indices in 0..7")
     for k in views: _check_view(x, k)
     with torch.no_grad():
-        total = sum(tta_inverse(model_fn(tta_forward(x, k)).softmax(1), k) for k in views)
+        total = sum(tta_inverse(class_probabilities(model_fn(tta_forward(x, k))), k) for k in views)
     return total / len(views)
 
 # %% ../nbs/02_augment.ipynb #01d7ad18

@@ -22,8 +22,8 @@ __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_
            'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors', 'codes_to_target',
            'class_distribution', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'atomic_path',
            'write_json', 'interrupted_writes', 'remove_interrupted_writes', 'package_versions', 'git_commit',
-           'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'confusion_matrix',
-           'scores_from_confusion']
+           'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
+           'confusion_matrix', 'scores_from_confusion']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -288,6 +288,12 @@ def record_run(run_dir: str|Path,                 # the run folder
         record["data_fingerprint"] = data_fingerprint(data_dir)
         write_json(run_dir/"data_fingerprint.json", record["data_fingerprint"])
     return record
+
+# %% ../nbs/00_core.ipynb #a045c3d3
+def class_probabilities(logits: torch.Tensor  # (N, K, H, W) logits in any memory layout and float dtype
+                       ) -> torch.Tensor:
+    "Float32 softmax over the class axis (1), as a contiguous (N, K, H, W) tensor."
+    return logits.float().contiguous().softmax(1)
 
 # %% ../nbs/00_core.ipynb #9e5cf19a
 def confusion_matrix(target: torch.Tensor|np.ndarray,  # true classes, any shape, IGNORE_INDEX where not annotated

@@ -60,7 +60,7 @@ def predict_dataset(model: nn.Module,                  # a segmentation model (l
     with torch.no_grad():
         for batch in make_loader(dataset, batch_size=batch_size, pin_memory=False):
             x = batch["image"].to(device)
-            p = tta_predict(model, x) if tta else model(x).float().softmax(1)
+            p = tta_predict(model, x) if tta else class_probabilities(model(x))
             probabilities.append(p.float().cpu().numpy().astype(dtype)); targets.append(batch["mask"].numpy()); ids += list(batch["id"])
     return {"probabilities": np.concatenate(probabilities), "targets": np.concatenate(targets).astype(np.int64), "ids": ids}
 

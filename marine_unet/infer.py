@@ -6,6 +6,7 @@
 from __future__ import annotations
 from .core import *
 import datetime, hashlib, json, os, shutil, tempfile, warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 import cv2  # OpenCV: comes with albumentations (see Post-processing)
@@ -105,7 +106,7 @@ def _probabilities(model: Callable[[torch.Tensor], torch.Tensor], # module takin
         for start in range(0, len(x), batch_size):
             batch = torch.from_numpy(_pad_to_multiple(x[start:start + batch_size], multiple)).to(device)  # any strides
             if device.type in CHANNELS_LAST_DEVICES: batch = batch.contiguous(memory_format=torch.channels_last)
-            probs = tta_predict(model, batch) if tta else model(batch).float().softmax(1)
+            probs = tta_predict(model, batch) if tta else class_probabilities(model(batch))
             out.append(probs[..., :height, :width].float().cpu().numpy())
     return out[0] if len(out) == 1 else np.concatenate(out)
 
@@ -286,11 +287,22 @@ def partial_path(dst_tif: str|Path  # the class-map file
 
 _PARTIAL_FORMAT = 2  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
 
+def _tensor_digest(value: torch.Tensor) -> bytes:
+    "SHA-256 of a tensor's axis order in memory and its values in that order (no copy for dense layouts such as channels-last)."
+    value = value.detach().cpu()
+    order = sorted(range(value.dim()), key=lambda axis: (-value.stride(axis), axis))
+    in_memory = value.permute(order).contiguous()   # already contiguous, so no copy, when the layout is dense
+    digest = hashlib.sha256(f"{order}{list(value.shape)}{value.dtype}".encode())
+    digest.update(in_memory.reshape(-1).view(torch.uint8).numpy())
+    return digest.digest()
+
 def _weights_digest(model: nn.Module) -> str:
-    "SHA-256 of the model's parameters and buffers, in state-dict order."
-    digest = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        digest.update(name.encode()); digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    "SHA-256 over each parameter's and buffer's name and SHA-256, in state-dict order (tensors hashed on all threads)."
+    state = model.state_dict()
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:   # hashlib lets go of the GIL
+        digests = pool.map(_tensor_digest, state.values())
+        digest = hashlib.sha256()
+        for name, value_digest in zip(state, digests): digest.update(name.encode() + b"\0" + value_digest)
     return digest.hexdigest()
 
 def _resume_key(src_tif: Path, model: nn.Module, config: dict, **options) -> dict[str, Any]:
