@@ -337,18 +337,19 @@ def _save_strip(work: Path, i: int, key: dict, classes: np.ndarray,
     (work/f"carry_{i - 1:05d}.npy").unlink(missing_ok=True)
 
 # %% ../nbs/07_infer.ipynb #97605675
-def _first_argmax(scores: torch.Tensor) -> torch.Tensor:
-    "uint8 index of the largest of (K, h, w) scores along K, the first of equal ones, as numpy's argmax (several times faster on CPU)."
+def _first_argmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "uint8 index of the largest of (K, h, w) scores along K (the first of equal ones, as numpy's argmax, several times faster on CPU), and that score (NaN if any is)."
     best = scores.amax(0)
     index = torch.full(best.shape, len(scores) - 1, dtype=torch.uint8)
     for k in range(len(scores) - 2, -1, -1): index.masked_fill_(scores[k] == best, k)
-    return index
+    return index, best
 
 def _finish_strip(sums: torch.Tensor, weights: torch.Tensor, invalid: torch.Tensor, probabilities: bool
                  ) -> tuple[np.ndarray, np.ndarray|None]:
     "Classes uint8 and, if asked, probabilities float32 (NaN at nodata) of finished pixels from their weighted sums."
-    nodata = invalid | (weights == 0)                      # weight 0 only where every covering tile had no data
-    classes = _first_argmax(sums).masked_fill_(nodata, NODATA_CLASS).numpy()  # the weights divide out of the argmax
+    classes, best = _first_argmax(sums)                    # the weights divide out of the argmax
+    nodata = invalid | (weights == 0) | best.isnan()       # weight 0 only where every covering tile had no data;
+    classes = classes.masked_fill_(nodata, NODATA_CLASS).numpy()  # NaN where the model gave NaN: no class either
     if not probabilities: return classes, None
     return classes, (sums / weights).masked_fill_(nodata, float("nan")).numpy()
 
