@@ -6,7 +6,10 @@ Python process measures, in turns, the batch throughput (the same model, precisi
 `--batch` random tiles through the same forward function `predict_scene` uses, `--repeats` timings after warm-up) and
 `predict_scene` on the scene (5 runs for small scenes, 2 for large). Each scene run is compared with the batches
 timed just before and after it, so that the machine's drift over minutes cancels out; the ratio reported is the
-median of these paired ratios (their range is shown too). It also reports the process's peak resident memory
+median of these paired ratios (their range is shown too). Because the machine's speed can change within a run, it
+also reports the network's share of each scene run: the time inside the forward function (the same one the batches
+time) over the run's time, which both see the same machine. If the network runs in a scene as fast as in plain
+batches, the share is the ratio's value without the noise. And it reports the process's peak resident memory
 (VmHWM). Sizes do not share memory.
 
     python bench/scene_inference.py                       # 2048² and 8192², fp32 and bf16
@@ -82,7 +85,12 @@ def peak_rss_mb() -> float:
 def child(args) -> None:
     "Time batches and predict_scene in turns in this process; print a JSON line with medians, tiles and memory."
     from marine_unet.infer import predict_scene, tile_origins, as_model
+    import marine_unet.infer as infer
     import rasterio, statistics
+    forward, in_network = infer._probabilities, []
+    def timed_forward(*args, **kwargs):                        # predict_scene looks the function up at each batch
+        start = time.perf_counter(); out = forward(*args, **kwargs); in_network[-1] += time.perf_counter() - start
+        return out
     device = pick_device(args.device); set_threads(args.threads)
     pair = as_model(args.model, device)
     rss_model = peak_rss_mb()
@@ -93,16 +101,19 @@ def child(args) -> None:
     for r in range(rounds + 1):
         groups.append(batch_throughput(pair, args.tile, args.batch, args.precision, device, args.repeats)["times_s"])
         if r == rounds: break
+        in_network.append(0.0); infer._probabilities = timed_forward
         start = time.perf_counter()
         predict_scene(pair, args.scene, args.out, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
                       precision=args.precision, device=device, overwrite=True, progress=False)
-        scene_times.append(time.perf_counter() - start)
+        scene_times.append(time.perf_counter() - start); infer._probabilities = forward
     # each scene run against the batches timed just before and after it: the machine's drift cancels out
     paired = [(tiles / t) / (args.batch / statistics.median(groups[i] + groups[i + 1])) for i, t in enumerate(scene_times)]
     batch_times = sum(groups, [])
     seconds, batch_s = statistics.median(scene_times), statistics.median(batch_times)
     print(json.dumps({"seconds": seconds, "scene_times_s": scene_times, "tiles": tiles, "tiles_per_s": tiles / seconds,
                       "scene_vs_batch": statistics.median(paired), "scene_vs_batch_runs": paired,
+                      "network_share": statistics.median(n / t for n, t in zip(in_network, scene_times)),
+                      "network_share_runs": [n / t for n, t in zip(in_network, scene_times)],
                       "batch_timing": {"median_s": batch_s, "times_s": batch_times, "batch": args.batch, "tiles_per_s": args.batch / batch_s},
                       "peak_rss_mb": peak_rss_mb(), "rss_after_model_load_mb": rss_model}))
 
@@ -148,6 +159,7 @@ def main():
                          "scene tiles/s": run["tiles_per_s"], "batch tiles/s": batch["tiles_per_s"],
                          "scene / batch": run["scene_vs_batch"],
                          "range": f"{min(run['scene_vs_batch_runs']):.2f}–{max(run['scene_vs_batch_runs']):.2f}",
+                         "network share": run["network_share"],
                          "peak RSS MB": run["peak_rss_mb"],
                          "RSS after model load MB": run["rss_after_model_load_mb"]})
     for precision in args.precisions:

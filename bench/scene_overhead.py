@@ -1,0 +1,70 @@
+"""The work `predict_scene` does around the network (reading, batching, blending, arg-max, saving, writing), alone.
+
+The network is replaced by a stand-in that hands back fixed softmax probabilities of the right shape, so what is left
+is exactly the scene path's own cost. Prints the median time over `--repeats` runs (less the stand-in's own
+copying), the cost per tile, and with
+`--profile` the functions that take the most of it (cProfile, one more run). Uses the scenes and model that
+`scene_inference.py --work DIR` made there (it makes them if missing).
+
+    python bench/scene_overhead.py --work /tmp/scenebench --sizes 2048 8192 --profile
+"""
+from __future__ import annotations
+import cProfile, io, pstats, statistics, sys, time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import base_parser, set_threads
+from scene_inference import make_model, make_scene
+
+import torch
+
+
+def stand_in(classes: int, spent: list[float]):
+    "A replacement for infer._probabilities: fixed softmax probabilities, a fresh copy each call; its time goes to `spent`."
+    made = {}
+    def probabilities(model, x, *args, **kwargs):
+        start = time.perf_counter()
+        shape = (len(x), classes) + tuple(x.shape[-2:])
+        if shape not in made: made[shape] = torch.rand(shape, generator=torch.Generator().manual_seed(0)).softmax(1).numpy()
+        out = made[shape].copy()                      # fresh, since older versions of predict_scene wrote into it
+        spent[-1] += time.perf_counter() - start
+        return out
+    return probabilities
+
+
+def main():
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192], help="scene sides, pixels")
+    p.add_argument("--work", default="/tmp/scenebench", help="folder of scene_inference.py's scenes and model")
+    p.add_argument("--profile", action="store_true", help="also print the 15 functions with the most time of their own")
+    args = p.parse_args()
+    import marine_unet.infer as infer
+    from marine_unet.infer import as_model, predict_scene, tile_origins
+    threads, work = set_threads(args.threads), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = work/"unet_resnet34"
+    if not (model_dir/"config.json").exists(): make_model(model_dir, "resnet34")
+    pair = as_model(model_dir, "cpu")
+    spent = [0.0]
+    infer._probabilities = stand_in(len(pair[1]["class_names"]), spent)
+    print(f"{threads} threads, tile 256, overlap 32, batch 8, network replaced by a stand-in")
+    for size in args.sizes:
+        scene = make_scene(work/f"scene_{size}.tif", size)
+        run = lambda: predict_scene(pair, scene, work/f"overhead_{size}.tif", overwrite=True, progress=False)
+        run()
+        times = []
+        for _ in range(args.repeats):
+            spent.append(0.0); start = time.perf_counter(); run()
+            times.append(time.perf_counter() - start - spent[-1])   # without the stand-in's own copying
+        tiles = len(tile_origins(size, 256, 32)) ** 2
+        median = statistics.median(times)
+        print(f"{size}²: {median:.3f} s a scene besides the network (runs {', '.join(f'{t:.3f}' for t in times)}), "
+              f"{1000 * median / tiles:.2f} ms a tile")
+        if args.profile:
+            profile = cProfile.Profile(); profile.enable(); run(); profile.disable()
+            text = io.StringIO(); pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)
+            print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()
