@@ -442,7 +442,8 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or th
     if len(config["class_names"]) >= NODATA_CLASS: raise InputError(f"model: {len(config['class_names'])} classes do not fit a uint8 map with nodata {NODATA_CLASS}")
     _check_destination(src_tif, dst_tif, probabilities, overwrite)
     predict = lambda x: _probabilities(model, x, batch_size, bool(tta), run_device, input_multiple(model), autocast)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True):   # GDAL reads these when the file opens
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True,    # GDAL reads these when the file opens
+                      GDAL_NUM_THREADS=torch.get_num_threads()):
         src, indexes = _open_scene(src_tif, config["bands"])
         with src:
             _check_writable(dst_tif)
