@@ -21,8 +21,8 @@ __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_
            'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'TRACKED_PACKAGES', 'InputError',
            'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors', 'codes_to_target',
            'class_distribution', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'atomic_path',
-           'write_json', 'interrupted_writes', 'remove_interrupted_writes', 'package_versions', 'git_commit',
-           'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
+           'write_json', 'interrupted_writes', 'remove_interrupted_writes', 'test_eq_bytes', 'package_versions',
+           'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
            'confusion_matrix', 'scores_from_confusion']
 
 # %% ../nbs/00_core.ipynb #aa746622
@@ -201,6 +201,15 @@ def remove_interrupted_writes(folder: str|Path,     # where to clean
         if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
         else: p.unlink()
     return [p.name for p in gone]
+
+# %% ../nbs/00_core.ipynb #e1f7df11
+def test_eq_bytes(a: bytes,  # what was made
+                  b: bytes,  # what it must equal, byte for byte
+                 ):
+    "Assert `a == b` for byte strings, at memcmp speed, naming the first differing byte."
+    if a == b: return
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    raise AssertionError(f"bytes differ: {len(a)} vs {len(b)} long, first difference at byte {first}")
 
 # %% ../nbs/00_core.ipynb #a8a30952
 TRACKED_PACKAGES = ("marine_unet", "torch", "torchvision", "segmentation-models-pytorch", "timm",
