@@ -2,7 +2,7 @@
 
 The network is replaced by a stand-in that hands back fixed softmax probabilities of the right shape, so what is left
 is exactly the scene path's own cost. Prints the median time over `--repeats` runs (less the stand-in's own
-copying), the cost per tile, and with
+copying), the cost per tile, with `--stages` the time of each stage of it, and with
 `--profile` the functions that take the most of it (cProfile, one more run). Uses the scenes and model that
 `scene_inference.py --work DIR` made there (it makes them if missing).
 
@@ -32,14 +32,31 @@ def stand_in(classes: int, spent: list[float]):
     return probabilities
 
 
-def compressed_copy(scene: Path) -> Path:
-    "A deflate-compressed copy of `scene` (floating-point predictor, as Sentinel-2 stacks are often written)."
+STAGES = {"_read": "reading windows", "_invalid_pixels": "finding no-data pixels", "_normalise_inplace": "normalising",
+          "_stack_tiles": "batching tiles", "_finish_strip": "arg-max (and probabilities)", "_save_strip": "saving strips",
+          "_assemble": "writing the map", "_resume_key": "resume key (weights digest)"}
+
+
+def time_stages(infer, spent: dict) -> dict:
+    "Wrap the scene path's own functions in `infer` so that their time adds up in `spent`; the originals, to put back."
+    originals = {name: getattr(infer, name) for name in STAGES if hasattr(infer, name)}  # an older checkout may lack one
+    for name, function in originals.items():
+        def timed(*args, _f=function, _name=name, **kwargs):
+            start = time.perf_counter()
+            try: return _f(*args, **kwargs)
+            finally: spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - start
+        setattr(infer, name, timed)
+    return originals
+
+
+def copy_as(scene: Path, layout: str) -> Path:
+    "A copy of `scene` deflate-compressed (floating-point predictor, as Sentinel-2 stacks are often written) or band-interleaved."
     import rasterio
     from rasterio.windows import Window
-    path = scene.with_name(scene.stem + "_deflate.tif")
+    path = scene.with_name(f"{scene.stem}_{layout}.tif")
     if path.exists(): return path
     with rasterio.open(scene) as src:
-        profile = {**src.profile, "compress": "deflate", "predictor": 3}
+        profile = {**src.profile, **({"compress": "deflate", "predictor": 3} if layout == "deflate" else {"interleave": "band"})}
         with rasterio.open(path.with_name(path.name + ".tmp"), "w", **profile) as dst:
             for y in range(0, src.height, 512):
                 window = Window(0, y, src.width, min(512, src.height - y)); dst.write(src.read(window=window), window=window)
@@ -53,6 +70,8 @@ def main():
     p.add_argument("--work", default="/tmp/scenebench", help="folder of scene_inference.py's scenes and model")
     p.add_argument("--profile", action="store_true", help="also print the 15 functions with the most time of their own")
     p.add_argument("--deflate", action="store_true", help="read a deflate-compressed copy of each scene instead")
+    p.add_argument("--band", action="store_true", help="read a band-interleaved copy of each scene instead")
+    p.add_argument("--stages", action="store_true", help="also print the time of each stage (one more run)")
     args = p.parse_args()
     import marine_unet.infer as infer
     from marine_unet.infer import as_model, predict_scene, tile_origins
@@ -66,7 +85,7 @@ def main():
     print(f"{threads} threads, tile 256, overlap 32, batch 8, network replaced by a stand-in")
     for size in args.sizes:
         scene = make_scene(work/f"scene_{size}.tif", size)
-        if args.deflate: scene = compressed_copy(scene)
+        if args.deflate or args.band: scene = copy_as(scene, "deflate" if args.deflate else "band")
         run = lambda: predict_scene(pair, scene, work/f"overhead_{size}.tif", overwrite=True, progress=False)
         run()
         times = []
@@ -77,6 +96,13 @@ def main():
         median = statistics.median(times)
         print(f"{scene.name}: {median:.3f} s a scene besides the network (runs {', '.join(f'{t:.3f}' for t in times)}), "
               f"{1000 * median / tiles:.2f} ms a tile")
+        if args.stages:
+            stages = {}; originals = time_stages(infer, stages)
+            spent.append(0.0); start = time.perf_counter(); run(); total = time.perf_counter() - start - spent[-1]
+            for name, function in originals.items(): setattr(infer, name, function)
+            for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+                print(f"  {STAGES[name]:<30} {1000 * seconds / tiles:.2f} ms a tile")
+            print(f"  {'the rest (blending, bookkeeping)':<30} {1000 * (total - sum(stages.values())) / tiles:.2f} ms a tile")
         if args.profile:
             profile = cProfile.Profile(); profile.enable(); run(); profile.disable()
             text = io.StringIO(); pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)
