@@ -302,7 +302,7 @@ def record_run(run_dir: str|Path,                 # the run folder
 def class_probabilities(logits: torch.Tensor  # (N, K, H, W) logits in any memory layout and float dtype
                        ) -> torch.Tensor:
     "Float32 softmax over the class axis (1), as a contiguous (N, K, H, W) tensor."
-    return logits.float().contiguous().softmax(1)
+    return logits.contiguous().float().softmax(1)   # reorder first: bf16 logits move half the bytes (same values)
 
 # %% ../nbs/00_core.ipynb #9e5cf19a
 def confusion_matrix(target: torch.Tensor|np.ndarray,  # true classes, any shape, IGNORE_INDEX where not annotated
