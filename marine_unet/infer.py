@@ -338,22 +338,16 @@ def _strips_done(work: str|Path  # a predict_scene work folder, <dst>.partial
     while (Path(work)/f"classes_{count:05d}.npy").exists(): count += 1
     return count
 
-def _saved_key(work: Path) -> dict[str, Any]|None:
-    "The key a partial run in `work` was started with; None if there is none."
-    for name in ("key.json", "progress.json"):   # progress.json: the key's file before partial format 3
-        if not (work/name).exists(): continue
-        try: saved = json.loads((work/name).read_text())
-        except (OSError, ValueError) as e: raise InputError(f"resume: {work/name} is unreadable ({e}); pass overwrite=True to start again") from None
-        return saved if name == "key.json" else saved.get("key", {})
-    return None
-
 def _start_partial(work: Path, key: dict[str, Any], resume: bool, overwrite: bool) -> int:
     "Strips already finished in `work` (0 for a fresh start, its key saved); errors if a partial run is there and may not be used."
     if work.exists() and not work.is_dir(): raise InputError(f"output {work}: exists and is not a folder")
     if work.exists() and overwrite and not resume: shutil.rmtree(work)
-    if work.exists() and any((work/name).exists() for name in ("key.json", "progress.json")):
+    key_file = next((work/name for name in ("key.json", "progress.json") if (work/name).exists()), None)  # progress.json: before format 3
+    if key_file is not None:
         if not resume: raise InputError(f"output {work}: an interrupted prediction is there; pass resume=True to continue it or overwrite=True to start again")
-        saved = _saved_key(work)
+        try: saved = json.loads(key_file.read_text())
+        except (OSError, ValueError) as e: raise InputError(f"resume: {key_file} is unreadable ({e}); pass overwrite=True to start again") from None
+        if key_file.name == "progress.json": saved = saved.get("key", {})
         changed = sorted(k for k in set(key) | set(saved) if key.get(k) != saved.get(k))
         if changed: raise InputError(f"resume: the partial run in {work} was made with other {changed}; pass overwrite=True to start again")
         return _strips_done(work)
@@ -406,7 +400,8 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
     buffer = np.empty(len(indexes) * tile_height * span, np.float32)   # windows are read into it, batch after batch
     scratch = torch.empty(classes * tile_height * span, dtype=torch.bool)   # the arg-max works in it
     strip_buffers = _strip_buffers(classes, len(indexes), tile_height, span, min(batch_size, len(xs)), tile_width)
-    shared_rows = max(tile_height - ((ys[i + 1] if i + 1 < len(ys) else height) - ys[i]) for i in range(len(ys)))
+    finished = [(ys[i + 1] if i + 1 < len(ys) else height) - ys[i] for i in range(len(ys))]  # each strip's rows no later strip reaches
+    shared_rows = max(tile_height - done for done in finished)
     carries = [torch.empty((classes + 1) * shared_rows * width) for _ in range(2)]  # this strip's and the last one's, in turns
     carry = None
     if first > 0 and first < len(ys):
@@ -414,7 +409,7 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
         carry = (saved[:-1], saved[-1])
     with tqdm(total=len(ys) * len(xs), initial=first * len(xs), unit="tile", disable=not progress, desc=Path(src.name).name) as bar:
         for i in range(first, len(ys)):
-            y = ys[i]; done = (ys[i + 1] if i + 1 < len(ys) else height) - y   # rows no later strip reaches
+            y, done = ys[i], finished[i]
             rows = np.empty((done, width), np.uint8)
             probs = np.lib.format.open_memmap(work/f"probabilities_{i:05d}.npy.tmp", "w+", np.float32, (classes, done, width)) if probabilities else None
             below = carries[i % 2][:(classes + 1) * (tile_height - done) * width].view(classes + 1, tile_height - done, width)  # the sums of the rows the next strip shares, then their weights
