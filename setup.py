@@ -23,7 +23,9 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
 requirements = shlex.split(cfg.get('requirements', ''))
-dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# extras: `[onnx]` for ONNX export; `[dev]` for tests and notebooks, a superset of every other extra
+extras = {'onnx': shlex.split(cfg.get('onnx_requirements', ''))}
+extras['dev'] = sorted({r for reqs in extras.values() for r in reqs} | set(shlex.split(cfg.get('dev_requirements', ''))))
 console_scripts = [s for s in cfg.get('console_scripts', '').split() if s]
 
 # `marine-unet pipeline` runs these notebooks with papermill; a non-editable install has no nbs/ folder,
@@ -57,7 +59,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require=extras,
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

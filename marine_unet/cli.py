@@ -10,7 +10,7 @@ from .model import load_model
 from .train import TrainConfig, train
 from .evaluate import run_evaluation
 from .infer import predict_scene, partial_path, probabilities_path, export_onnx, quantize_onnx, onnx_parity
-import argparse, ast, dataclasses, inspect, math, os, re, sys
+import argparse, ast, dataclasses, importlib.util, inspect, math, os, re, sys
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
@@ -18,7 +18,7 @@ import marine_unet
 
 # %% auto #0
 __all__ = ['PIPELINE_NOTEBOOKS', 'field_comments', 'add_dataclass_options', 'build_parser', 'notebook_path', 'parse_parameters',
-           'pipeline_plan', 'main']
+           'pipeline_plan', 'PipelineError', 'interpreter_kernel_manager', 'run_notebook', 'main']
 
 # %% ../nbs/08_cli.ipynb #b7bf8b73
 def field_comments(cls: type  # a dataclass whose fields carry a trailing `# comment`
@@ -207,6 +207,56 @@ def pipeline_plan(data_dir: str|Path,           # MARIDA root ("" = synthetic de
              "07_infer.ipynb": {"model_dir": str(run/"best_model"), "out_dir": str(run/"infer")}}
     return [(name, run/name, {k: v for k, v in parameters.items() if k in declared[name]} | fixed[name]) for name in declared]
 
+# %% ../nbs/08_cli.ipynb #5c14e892
+class PipelineError(Exception):
+    "A pipeline notebook could not finish: its kernel did not start or died, or a cell raised (not bad input)."
+
+def interpreter_kernel_manager(python: str=sys.executable  # the Python whose ipykernel runs the notebooks
+                              ) -> type:
+    "A jupyter_client kernel-manager class that starts an IPython kernel of `python`, whatever kernelspecs exist."
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+    spec = KernelSpec(argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                            "--IPKernelApp.log_level=ERROR"],   # not its warning that a local kernel talks over plain TCP
+                      display_name="Python 3 (ipykernel)", language="python")
+    class InterpreterKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec: return spec
+    return InterpreterKernelManager
+
+# %% ../nbs/08_cli.ipynb #cd59b8d3
+def _one_line(text: str) -> str: return " ".join(str(text).split())
+
+def _failed_cell(error) -> str:
+    "'cell In [n] (`first line of code`)' for a papermill execution error."
+    code = next((l.strip() for l in error.source.splitlines() if l.strip() and not l.strip().startswith("#|")), "")
+    return f"cell In [{error.exec_count}] (`{code[:60]}`)"
+
+def run_notebook(notebook: str|Path,         # the notebook to execute
+                 executed: str|Path,         # where the executed copy goes once every cell ran
+                 parameters: dict[str, Any], # papermill parameters
+                 python: str=sys.executable, # the Python whose IPython kernel runs it
+                ) -> Path:
+    "Execute a notebook with papermill in a kernel of `python`; on failure keep <stem>.failed.ipynb and raise one clear error."
+    import papermill
+    notebook, executed = Path(notebook), Path(executed)
+    if python == sys.executable and importlib.util.find_spec("ipykernel") is None:
+        raise PipelineError(f"{notebook.name}: running notebooks needs ipykernel in {sys.executable}: pip install ipykernel")
+    running, failed = executed.with_suffix(".running.ipynb"), executed.with_suffix(".failed.ipynb")
+    for stale in (running, failed): stale.unlink(missing_ok=True)
+    try: papermill.execute_notebook(str(notebook), str(running), parameters=parameters, kernel_name="python3", progress_bar=False,
+                                    kernel_manager_class=interpreter_kernel_manager(python))
+    except Exception as e:
+        kept = f" (the notebook up to the failure: {failed})" if running.exists() else ""
+        if running.exists(): running.replace(failed)
+        if not isinstance(e, papermill.PapermillExecutionError):
+            raise PipelineError(f"{notebook.name}: the notebook could not run to the end in a kernel of {python}: "
+                                f"{type(e).__name__}: {_one_line(e)}{kept}") from None
+        error = (InputError if e.ename == "InputError" else PipelineError)
+        raise error(f"{notebook.name} failed in {_failed_cell(e)}: {e.ename}: {_one_line(e.evalue)}{kept}") from None
+    running.replace(executed)
+    return executed
+
 # %% ../nbs/08_cli.ipynb #ad51d001
 def _run_pipeline(args) -> str:
     import papermill
@@ -216,11 +266,7 @@ def _run_pipeline(args) -> str:
     plan[0][1].parent.mkdir(parents=True, exist_ok=True)
     in_test = os.environ.pop("IN_TEST", None)   # the notebooks shrink their runs under nbdev_test; the pipeline runs them for real
     try:
-        for name, executed, parameters in plan:
-            try: papermill.execute_notebook(str(notebook_path(name)), str(executed), parameters=parameters, kernel_name="python3", progress_bar=False)
-            except papermill.PapermillExecutionError as e:   # bad input inside a notebook is still bad input
-                if e.ename == "InputError": raise InputError(f"{name}: {e.evalue} (see {executed})") from None
-                raise
+        for name, executed, parameters in plan: run_notebook(notebook_path(name), executed, parameters)
     finally:
         if in_test is not None: os.environ["IN_TEST"] = in_test
     return "executed: " + ", ".join(str(executed) for _, executed, _ in plan)
@@ -231,10 +277,13 @@ _COMMANDS = {"synth": _run_synth, "train": _run_train, "evaluate": _run_evaluate
 
 def main(argv: Sequence[str]|None=None  # the arguments (default: sys.argv[1:])
         ) -> int:
-    "Run one `marine-unet` subcommand; 0 on success, 2 with a one-line error on stderr for bad input."
+    "Run one `marine-unet` subcommand; 0 on success, else one `marine-unet: error:` line: status 2 for bad input, 1 for a failed notebook."
     args = build_parser().parse_args(argv)
     try: print(_COMMANDS[args.command](args))
     except (InputError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as e:
         print(f"marine-unet: error: {e}", file=sys.stderr)
         return 2
+    except PipelineError as e:
+        print(f"marine-unet: error: {e}", file=sys.stderr)
+        return 1
     return 0

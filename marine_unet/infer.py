@@ -613,7 +613,7 @@ def _onnx_packages():
         import onnx, onnxruntime
     except ImportError as e:
         raise InputError(f"ONNX export needs the optional packages onnx and onnxruntime ({e}); "
-                         "install them with `pip install onnx onnxruntime`") from None
+                         "install them with `pip install \"marine_unet[onnx]\"` (or `pip install onnx onnxruntime`)") from None
     return onnx, onnxruntime
 
 def export_onnx(model_folder: str|os.PathLike,  # a folder written by save_model
