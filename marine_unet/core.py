@@ -9,7 +9,7 @@ import os
 # huggingface_hub looks models up unless told not to. Every module imports core first.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import contextlib, datetime, glob, hashlib, json, platform, random, shutil, subprocess, sys, tempfile
+import contextlib, datetime, glob, hashlib, json, math, platform, random, shutil, subprocess, sys, tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,15 +19,51 @@ import torch
 # %% auto #0
 __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15', 'CLASS_COLORS_15',
            'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'TRACKED_PACKAGES', 'InputError',
-           'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors', 'codes_to_target',
-           'class_distribution', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'atomic_path',
-           'write_json', 'interrupted_writes', 'remove_interrupted_writes', 'test_eq_bytes', 'package_versions',
-           'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
-           'confusion_matrix', 'scores_from_confusion']
+           'check_integer', 'check_number', 'check_choice', 'band_indices', 'band_stats', 'check_protocol',
+           'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'set_seed', 'seed_worker',
+           'torch_generator', 'get_device', 'atomic_path', 'write_json', 'interrupted_writes',
+           'remove_interrupted_writes', 'test_eq_bytes', 'package_versions', 'git_commit', 'data_fingerprint',
+           'environment_info', 'make_run_dir', 'record_run', 'class_probabilities', 'confusion_matrix',
+           'scores_from_confusion']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
     "Bad user input: a file, id or parameter that marine_unet cannot use, named in the message."
+
+# %% ../nbs/00_core.ipynb #a2442318
+def _bounds(low, high) -> str:
+    "' >= low', ' <= high', ' in low..high' or ''."
+    if low is not None and high is not None: return f" in {low}..{high}"
+    return f" >= {low}" if low is not None else (f" <= {high}" if high is not None else "")
+
+def check_integer(name: str,            # the parameter's name, for the message
+                  value: Any,           # what the user gave
+                  low: int|None=None,   # smallest allowed value
+                  high: int|None=None,  # largest allowed value
+                 ) -> int:
+    "`value` as an int if it is an integer (not a bool) within [low, high], else an InputError naming `name`."
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and \
+       (low is None or value >= low) and (high is None or value <= high): return int(value)
+    raise InputError(f"{name}={value!r}: must be an integer{_bounds(low, high)}")
+
+def check_number(name: str,              # the parameter's name, for the message
+                 value: Any,             # what the user gave
+                 low: float|None=None,   # smallest allowed value
+                 high: float|None=None,  # largest allowed value
+                ) -> float:
+    "`value` as a float if it is a finite number (not a bool) within [low, high], else an InputError naming `name`."
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value) and \
+       (low is None or value >= low) and (high is None or value <= high): return float(value)
+    raise InputError(f"{name}={value!r}: must be a finite number{_bounds(low, high)}")
+
+def check_choice(name: str,              # the parameter's name, for the message
+                 value: Any,             # what the user gave
+                 choices: Sequence[str], # the allowed (lower-case) names
+                ) -> str:
+    "`value` stripped and lower-cased if it is one of `choices`, else an InputError naming `name` and the choices."
+    v = str(value).strip().lower()
+    if v not in choices: raise InputError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return v
 
 # %% ../nbs/00_core.ipynb #29134a5d
 BAND_NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
