@@ -36,14 +36,15 @@ def _bounds(low, high) -> str:
     if low is not None and high is not None: return f" in {low}..{high}"
     return f" >= {low}" if low is not None else (f" <= {high}" if high is not None else "")
 
+def _within(value, low, high) -> bool: return (low is None or value >= low) and (high is None or value <= high)
+
 def check_integer(name: str,            # the parameter's name, for the message
                   value: Any,           # what the user gave
                   low: int|None=None,   # smallest allowed value
                   high: int|None=None,  # largest allowed value
                  ) -> int:
     "`value` as an int if it is an integer (not a bool) within [low, high], else an InputError naming `name`."
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and \
-       (low is None or value >= low) and (high is None or value <= high): return int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and _within(value, low, high): return int(value)
     raise InputError(f"{name}={value!r}: must be an integer{_bounds(low, high)}")
 
 def check_number(name: str,              # the parameter's name, for the message
@@ -52,8 +53,8 @@ def check_number(name: str,              # the parameter's name, for the message
                  high: float|None=None,  # largest allowed value
                 ) -> float:
     "`value` as a float if it is a finite number (not a bool) within [low, high], else an InputError naming `name`."
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value) and \
-       (low is None or value >= low) and (high is None or value <= high): return float(value)
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if numeric and math.isfinite(value) and _within(value, low, high): return float(value)
     raise InputError(f"{name}={value!r}: must be a finite number{_bounds(low, high)}")
 
 def check_choice(name: str,              # the parameter's name, for the message
