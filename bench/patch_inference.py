@@ -16,7 +16,8 @@ from common import *   # noqa: F401,F403
 import numpy as np
 import torch
 
-from marine_unet.core import class_names, confusion_matrix, scores_from_confusion
+from marine_unet.core import class_names
+from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.model import load_model
 from marine_unet.train import TrainConfig, train
 from marine_unet.evaluate import dataset_for_model

@@ -1,7 +1,7 @@
 """Quality benchmark: the U-Net (TrainConfig defaults, several seeds) vs the MARIDA paper's per-pixel Random Forest.
 
 Both are trained on the synthetic train split and scored on the SAME test split with the project's MARIDA protocol
-(one confusion matrix over the annotated pixels of the whole split, pooled; marine_unet.core.scores_from_confusion).
+(one confusion matrix over the annotated pixels of the whole split, pooled; marine_unet.metrics.scores_from_confusion).
 
     python bench/quality.py                       # RF + U-Net defaults, seeds 0 1 2
     python bench/quality.py --set epochs=80 --set lr=0.002 --tag e80-lr2e-3    # another U-Net configuration
@@ -15,7 +15,8 @@ from common import *   # noqa: F401,F403  (also sets the offline environment var
 import numpy as np
 import torch
 
-from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target, confusion_matrix, scores_from_confusion
+from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target
+from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.data import MaridaDataset, synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
 from marine_unet.evaluate import evaluate_model

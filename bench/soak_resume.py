@@ -7,7 +7,7 @@ half-written left in its folder.
     python bench/soak_resume.py --repeats 3 --epochs 4   # smoke run
 
 Prints a markdown table (one row per kill point; a kill point is replayable from its kill seed with
-`marine_unet.reliability.kill_and_resume`), writes bench/results/soak_resume.json, and exits with status 1 on any
+`marine_unet.testing.kill_and_resume`), writes bench/results/soak_resume.json, and exits with status 1 on any
 mismatch or leftover file. Every child runs with --threads threads (bit-for-bit equality needs the same count).
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)   # inherited by every child through child_env
     from marine_unet.core import write_json
     from marine_unet.data import make_synthetic_marida
-    from marine_unet.reliability import child_env, cli_command, kill_and_resume, train_args
+    from marine_unet.testing import child_env, cli_command, kill_and_resume, train_args
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="marine_unet_soak_"))
     work.mkdir(parents=True, exist_ok=True)
     t0, rows = time.perf_counter(), []

@@ -22,9 +22,8 @@ __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_
            'check_integer', 'check_number', 'check_choice', 'band_indices', 'band_stats', 'check_protocol',
            'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'set_seed', 'seed_worker',
            'torch_generator', 'get_device', 'atomic_path', 'write_json', 'interrupted_writes',
-           'remove_interrupted_writes', 'test_eq_bytes', 'package_versions', 'git_commit', 'data_fingerprint',
-           'environment_info', 'make_run_dir', 'record_run', 'class_probabilities', 'confusion_matrix',
-           'scores_from_confusion']
+           'remove_interrupted_writes', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info',
+           'make_run_dir', 'record_run', 'class_probabilities', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -239,15 +238,6 @@ def remove_interrupted_writes(folder: str|Path,     # where to clean
         else: p.unlink()
     return [p.name for p in gone]
 
-# %% ../nbs/00_core.ipynb #e1f7df11
-def test_eq_bytes(a: bytes,  # what was made
-                  b: bytes,  # what it must equal, byte for byte
-                 ):
-    "Assert `a == b` for byte strings, at memcmp speed, naming the first differing byte."
-    if a == b: return
-    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    raise AssertionError(f"bytes differ: {len(a)} vs {len(b)} long, first difference at byte {first}")
-
 # %% ../nbs/00_core.ipynb #a8a30952
 TRACKED_PACKAGES = ("marine_unet", "torch", "torchvision", "segmentation-models-pytorch", "timm",
                     "albumentations", "numpy", "rasterio", "matplotlib", "papermill", "nbdev")
@@ -341,41 +331,13 @@ def class_probabilities(logits: torch.Tensor  # (N, K, H, W) logits in any memor
     "Float32 softmax over the class axis (1), as a contiguous (N, K, H, W) tensor."
     return logits.contiguous().float().softmax(1)   # reorder first: bf16 logits move half the bytes (same values)
 
-# %% ../nbs/00_core.ipynb #9e5cf19a
-def confusion_matrix(target: torch.Tensor|np.ndarray,  # true classes, any shape, IGNORE_INDEX where not annotated
-                     pred: torch.Tensor|np.ndarray,    # predicted classes, same shape
-                     num_classes: int,                 # number of classes K
-                    ) -> np.ndarray:
-    "K×K int64 confusion matrix (rows truth, columns prediction) over annotated pixels only."
-    target, pred = torch.as_tensor(target).reshape(-1), torch.as_tensor(pred).reshape(-1)
-    if target.shape != pred.shape: raise InputError(f"target has {target.numel()} pixels but pred has {pred.numel()}")
-    keep = target != IGNORE_INDEX
-    target, pred = target[keep].long(), pred[keep].long()
-    if target.numel() and (target.min() < 0 or target.max() >= num_classes or pred.min() < 0 or pred.max() >= num_classes):
-        raise InputError(f"class values must lie in 0..{num_classes - 1} (or {IGNORE_INDEX} in target)")
-    counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).cpu().numpy().astype(np.int64)
-
-# %% ../nbs/00_core.ipynb #364ef0aa
-def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    "a / b with 0 where b is 0 (scikit-learn's zero_division=0)."
-    return np.divide(a, b, out=np.zeros(len(a), np.float64), where=b > 0)
-
-def scores_from_confusion(cm: np.ndarray,                 # K×K confusion matrix, rows truth
-                          names: Sequence[str]|None=None, # class names (default: "0".."K-1")
-                         ) -> dict[str, Any]:
-    "MARIDA-protocol scores from a confusion matrix: per class, macro / micro / weighted F1, accuracy, mIoU."
-    cm = np.asarray(cm, np.float64); k = len(cm)
-    names = list(names) if names is not None else [str(i) for i in range(k)]
-    tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
-    f1, iou = _ratio(2 * tp, support + predicted), _ratio(tp, support + predicted - tp)
-    present, total = (support + predicted) > 0, cm.sum()
-    per_class = {n: ({"precision": precision[i], "recall": recall[i], "f1": f1[i], "iou": iou[i]} if present[i]
-                     else {"precision": None, "recall": None, "f1": None, "iou": None}) | {"support": int(support[i])}
-                 for i, n in enumerate(names)}
-    mean = lambda v: float(v[present].mean()) if present.any() else 0.0
-    return {"macro_f1": mean(f1), "micro_f1": float(tp.sum() / total) if total else 0.0,
-            "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else 0.0,
-            "accuracy": float(tp.sum() / total) if total else 0.0, "miou": mean(iou),
-            "pixels": int(total), "per_class": per_class}
+# %% ../nbs/00_core.ipynb #b3e8d5a1
+def markdown_table(rows: Sequence[dict[str, Any]],  # one dict per row, same keys
+                   digits: int=4,                   # decimals of floats
+                  ) -> str:
+    "A markdown table of `rows` (header from the first row's keys)."
+    if not rows: return "(none)\n"
+    cell = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else ("–" if v is None else str(v))
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

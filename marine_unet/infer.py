@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .model import load_model, input_multiple
 from .augment import tta_predict, rgb_composite
+from .metrics import check_probabilities
 
 # %% auto #0
 __all__ = ['CHANNELS_LAST_DEVICES', 'NODATA_CLASS', 'GDAL_CACHE_MB', 'as_model', 'normalise_images', 'autocast_dtype',
@@ -530,17 +531,11 @@ def write_scene(path: str|os.PathLike,          # GeoTIFF to write
     return Path(path)
 
 # %% ../nbs/07_infer.ipynb #b641e700
-def _check_probabilities(probabilities: np.ndarray) -> np.ndarray:
-    "(K, H, W) float32 probabilities, checked."
-    probabilities = np.asarray(probabilities, np.float32)
-    if probabilities.ndim != 3: raise InputError(f"probabilities: need (K, H, W), got shape {probabilities.shape}")
-    return probabilities
-
 def smooth_probabilities(probabilities: np.ndarray,  # (K, H, W) class probabilities
                          size: int=3,                # side of the square box filter, pixels (odd)
                         ) -> np.ndarray:
     "Average each class's probabilities over a size × size box (reflecting at the edges); they still sum to 1."
-    probabilities = _check_probabilities(probabilities)
+    probabilities = check_probabilities(probabilities, "KHW", np.float32)
     size = _check_positive("size", size)
     if size % 2 == 0: raise InputError(f"size={size}: must be odd so that the box is centred")
     return np.stack([cv2.blur(p, (size, size), borderType=cv2.BORDER_REFLECT) for p in probabilities])
@@ -551,7 +546,7 @@ def apply_thresholds(probabilities: np.ndarray,          # (K, H, W) class proba
                      fallback: int=NODATA_CLASS,          # class of pixels where no class reaches its threshold
                     ) -> np.ndarray:
     "Classes uint8 (H, W): the most probable class among those at or above their threshold, else `fallback`."
-    probabilities = _check_probabilities(probabilities)
+    probabilities = check_probabilities(probabilities, "KHW", np.float32)
     k = len(probabilities)
     if isinstance(thresholds, dict):
         bad = [c for c in thresholds if not 0 <= int(c) < k]

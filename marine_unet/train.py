@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .core import *
+from .metrics import *
 from .data import *
 from .augment import *
 from .model import *
@@ -539,7 +540,6 @@ def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; ou
             metrics[f"fold-{f}"] = train(cfg, split=split, out_dir=str(out/f"fold-{f}"), data_dir=str(data_dir))["metrics"]
     summary = summarize_runs(metrics)
     write_json(out/"summary.json", {"runs": {n: {k: m[k] for k in SUMMARY_KEYS} for n, m in metrics.items()}, "summary": summary})
-    lines = ["| score | mean ± std | runs |", "|---|---|---|"] + [
-        f"| {k} | {v['mean']:.4f} ± {v['std']:.4f} | {len(v['values'])} |" for k, v in summary.items() if v["mean"] is not None]
-    with atomic_path(out/"summary.md") as tmp: tmp.write_text("\n".join(lines) + "\n")
+    rows = [{"score": k, "mean ± std": f"{v['mean']:.4f} ± {v['std']:.4f}", "runs": len(v["values"])} for k, v in summary.items() if v["mean"] is not None]
+    with atomic_path(out/"summary.md") as tmp: tmp.write_text(markdown_table(rows))
     return {"runs": metrics, "summary": summary}
