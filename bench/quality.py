@@ -17,7 +17,8 @@ import torch
 
 from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target
 from marine_unet.metrics import confusion_matrix, scores_from_confusion
-from marine_unet.data import MaridaDataset, synthetic_marida_dir
+from marine_unet.data import MaridaDataset
+from marine_unet.synthetic import synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
 from marine_unet.evaluate import evaluate_model
 

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)   # inherited by every child through child_env
     from marine_unet.core import write_json
-    from marine_unet.data import make_synthetic_marida
+    from marine_unet.synthetic import make_synthetic_marida
     from marine_unet.testing import child_env, cli_command, kill_and_resume, train_args
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="marine_unet_soak_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from marine_unet.core import BAND_NAMES
-from marine_unet.data import MaridaDataset, synthetic_marida_dir
+from marine_unet.data import MaridaDataset
+from marine_unet.synthetic import synthetic_marida_dir
 from marine_unet.model import build_model
 from marine_unet.loss import build_loss
 from marine_unet.train import (TrainConfig, check_config, build_optimizer, build_scheduler, train_one_epoch, epoch_loader,

@@ -5,7 +5,7 @@
 # %% ../nbs/08_cli.ipynb #beec8d69
 from __future__ import annotations
 from .core import *
-from .data import make_synthetic_marida
+from .synthetic import make_synthetic_marida
 from .model import load_model
 from .train import TrainConfig, train
 from .evaluate import run_evaluation

@@ -18,12 +18,13 @@ import torch
 
 # %% auto #0
 __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15', 'CLASS_COLORS_15',
-           'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'TRACKED_PACKAGES', 'InputError',
-           'check_integer', 'check_number', 'check_choice', 'band_indices', 'band_stats', 'check_protocol',
-           'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'set_seed', 'seed_worker',
-           'torch_generator', 'get_device', 'atomic_path', 'write_json', 'interrupted_writes',
-           'remove_interrupted_writes', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info',
-           'make_run_dir', 'record_run', 'class_probabilities', 'markdown_table']
+           'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'SPLITS', 'TRACKED_PACKAGES',
+           'InputError', 'check_integer', 'check_number', 'check_choice', 'band_indices', 'band_stats',
+           'check_protocol', 'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'set_seed',
+           'seed_worker', 'torch_generator', 'get_device', 'atomic_path', 'write_json', 'atomic_folder',
+           'write_geotiff', 'interrupted_writes', 'remove_interrupted_writes', 'cache_root', 'package_versions',
+           'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
+           'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -105,6 +106,9 @@ CLASS_DISTRIBUTION_15 = (0.00452, 0.00203, 0.00254, 0.00168, 0.00766, 0.15206, 0
 MERGED_INTO_WATER = (12, 13, 14, 15)  # codes the 11-class protocol folds into Marine Water (7)
 IGNORE_INDEX = -1  # target value of pixels that are not annotated
 PROTOCOLS = (11, 15)
+
+# %% ../nbs/00_core.ipynb #218eac29
+SPLITS = ("train", "val", "test")  # the official MARIDA splits: every scene in exactly one
 
 # %% ../nbs/00_core.ipynb #00984e8d
 def check_protocol(protocol: int) -> int:
@@ -218,6 +222,62 @@ def write_json(path: str|Path,  # destination file
     with atomic_path(path) as tmp: tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #b44d35a0
+def _swap_in(new: Path,        # the finished temporary folder
+             folder: Path,     # its final name
+             overwrite: bool,  # replace an existing `folder` (else keep it and drop `new`)
+            ):
+    "Rename `new` to `folder`; an existing `folder` is moved aside, and put back if the rename fails, or kept."
+    if not overwrite:
+        try: os.rename(new, folder)
+        except OSError:
+            if not folder.is_dir(): raise   # lost a race: another process put it there first, keep theirs
+        return
+    old = folder.with_name(f".{folder.name}.old-{os.urandom(4).hex()}") if folder.exists() else None
+    if old: os.replace(folder, old)
+    try: os.replace(new, folder)
+    except BaseException:
+        if old: os.replace(old, folder)
+        raise
+    if old: shutil.rmtree(old, ignore_errors=True)
+
+@contextlib.contextmanager
+def atomic_folder(folder: str|Path,       # final folder name
+                  overwrite: bool=True,   # True: replace an existing folder; False: keep one that exists by then
+                 ) -> Iterator[Path]:
+    "Yield an empty temporary folder next to `folder`; on success swap it in as `folder`, on error delete it."
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp makes an owner-only folder; give the final folder the usual permissions
+    try:
+        yield work
+        _swap_in(work, folder, overwrite)
+    finally: shutil.rmtree(work, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #37c08fbb
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+
+def write_geotiff(path: str|Path,               # GeoTIFF to write
+                  array: np.ndarray,            # (bands, H, W), or (H, W) for one band
+                  epsg: int,                    # EPSG code of the grid, e.g. a UTM zone
+                  origin: tuple[float, float],  # (easting, northing) of the upper-left corner, m
+                  resolution: float=10.0,       # pixel size, m
+                  nodata: float|None=None,      # nodata value to record; None: none
+                  compress: str|None=None,      # GDAL compression, e.g. "deflate"; None: uncompressed
+                 ) -> Path:
+    "Write `array` as a georeferenced, north-up GeoTIFF, atomically."
+    array = np.asarray(array)
+    array = array[None] if array.ndim == 2 else array
+    profile = {"driver": "GTiff", "height": array.shape[1], "width": array.shape[2], "count": array.shape[0],
+               "dtype": array.dtype.name, "crs": CRS.from_epsg(epsg), "transform": from_origin(*origin, resolution, resolution),
+               "nodata": nodata} | ({"compress": compress} if compress else {})
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst: dst.write(array)
+    return Path(path)
+
 # %% ../nbs/00_core.ipynb #4c596261
 def interrupted_writes(folder: str|Path,       # where to look
                        name: str|None=None,    # only the leftovers of this final file name; None: all
@@ -237,6 +297,11 @@ def remove_interrupted_writes(folder: str|Path,     # where to clean
         if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
         else: p.unlink()
     return [p.name for p in gone]
+
+# %% ../nbs/00_core.ipynb #e45935e6
+def cache_root() -> Path:
+    "marine_unet's cache folder: $MARINE_UNET_CACHE, else ~/.cache/marine_unet."
+    return Path(os.environ.get("MARINE_UNET_CACHE") or Path.home() / ".cache" / "marine_unet").expanduser()
 
 # %% ../nbs/00_core.ipynb #a8a30952
 TRACKED_PACKAGES = ("marine_unet", "torch", "torchvision", "segmentation-models-pytorch", "timm",

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from .core import *
 from .metrics import *
 from .data import *
+from .synthetic import *
 from .augment import *
 from .model import *
 
@@ -31,7 +32,7 @@ def dataset_for_model(config: dict[str, Any],  # a model folder's config (as loa
                       cache: bool|str=False,    # as in MaridaDataset
                      ) -> MaridaDataset:
     "The patches of `split`, read with the bands, normalisation and protocol of the model."
-    root = Path(data_dir) if data_dir else synthetic_marida_dir()
+    root = resolve_data_dir(data_dir)
     return MaridaDataset(root, split, bands=config["bands"], protocol=config["protocol"],
                          normalize=(config["mean"], config["std"]), cache=cache)
 

@@ -524,11 +524,7 @@ def write_scene(path: str|os.PathLike,          # GeoTIFF to write
     "Write a (C, H, W) image as a georeferenced, deflate-compressed GeoTIFF (for examples and tests)."
     image = np.asarray(image)
     if image.ndim != 3: raise InputError(f"image: need (C, H, W), got shape {image.shape}")
-    profile = {"driver": "GTiff", "height": image.shape[1], "width": image.shape[2], "count": image.shape[0],
-               "dtype": image.dtype.name, "crs": CRS.from_epsg(epsg), "transform": from_origin(*origin, resolution, resolution),
-               "nodata": nodata, "compress": "deflate"}
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst: dst.write(image)
-    return Path(path)
+    return write_geotiff(path, image, epsg, origin, resolution, nodata, compress="deflate")
 
 # %% ../nbs/07_infer.ipynb #b641e700
 def smooth_probabilities(probabilities: np.ndarray,  # (K, H, W) class probabilities

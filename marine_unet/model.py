@@ -397,32 +397,17 @@ def save_model(model: nn.Module,                # a model from build_model (DDP 
     if folder.exists() and not (overwrite and folder.is_dir()):
         raise InputError(f"model folder {folder}: already exists" + ("" if folder.is_dir() else " and is not a folder") + "; pass overwrite=True to replace it")
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:   # (core) the old folder is replaced only once the new one is complete
         write_json(tmp/"config.json", config)
         _save_safetensors(state, str(tmp/"model.safetensors"), metadata={"format": "pt"})
-        umask = os.umask(0); os.umask(umask)   # mkdtemp and safetensors make owner-only entries: give the usual permissions
-        for path, mode in ((tmp/"model.safetensors", 0o666), (tmp, 0o777)): os.chmod(path, mode & ~umask)
-        _replace_folder(tmp, folder)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        umask = os.umask(0); os.umask(umask)   # safetensors makes an owner-only file: give it the usual permissions
+        os.chmod(tmp/"model.safetensors", 0o666 & ~umask)
     return folder
 
 def _marine_unet_version() -> str:
     "The version of this marine_unet."
     from marine_unet import __version__
     return __version__
-
-def _replace_folder(new: Path, folder: Path):
-    "Rename `new` to `folder`, moving an existing `folder` aside first and deleting it only after."
-    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}") if folder.exists() else None
-    if old: os.replace(folder, old)
-    try: os.replace(new, folder)
-    except BaseException:
-        if old: os.replace(old, folder)
-        raise
-    if old: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/03_model.ipynb #899c668c
 _REQUIRED_CONFIG = ("arch", "encoder", "in_channels", "classes", "kwargs", "bands", "mean", "std", "protocol", "class_names")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .core import *
 from .metrics import *
 from .data import *
+from .synthetic import *
 from .augment import *
 from .model import *
 from .loss import *
@@ -411,7 +412,7 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
     if state_path.exists() and not cfg.resume:
         raise InputError(f"out_dir {run_dir}: already holds a run; pass resume=True (marine-unet train --resume, papermill -p resume True) to continue it or choose another out_dir")
     if cfg.resume and not state_path.exists(): raise InputError(f"resume: no training_state.pt in out_dir {run_dir}")
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else synthetic_marida_dir()
+    data_dir = resolve_data_dir(cfg.data_dir)
     bands = list(cfg.bands.split(",")) if cfg.bands else list(BAND_NAMES)
     bands = [BAND_NAMES[i] for i in band_indices(bands)]
     names, k = class_names(cfg.protocol), cfg.protocol
@@ -533,7 +534,7 @@ def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; ou
     if seeds:
         for s in seeds: metrics[f"seed-{s}"] = train(cfg, out_dir=str(out/f"seed-{s}"), seed=int(s))["metrics"]
     else:
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else synthetic_marida_dir()
+        data_dir = resolve_data_dir(cfg.data_dir)
         ids = read_split_ids(data_dir, "train") + read_split_ids(data_dir, "val")
         counts = patch_class_counts(data_dir, ids, cfg.protocol, cache=cfg.cache)
         for f, split in enumerate(group_kfold_splits(ids, folds, fold_seed, class_counts=counts)):
