@@ -22,6 +22,7 @@ from marine_unet.model import load_model
 from marine_unet.train import TrainConfig, train
 from marine_unet.evaluate import dataset_for_model
 from marine_unet.infer import export_onnx, quantize_onnx
+from marine_unet.forward import autocast
 
 CPU_PATHS = ("eager", "channels_last", "bf16", "bf16_cl", "bf16_native_cl", "compile", "compile_bf16", "onnx_fp32", "onnx_int8")
 GPU_PATHS = ("eager", "channels_last", "fp16_cl", "bf16_cl", "fp16_native_cl", "compile", "compile_fp16", "onnx_fp32")
@@ -48,9 +49,6 @@ def trained_model(quick: bool=False, epochs: int=20, device: str="cpu") -> Path:
     return run / "best_model"
 
 # ------------------------------------------------------------------------------------------------ paths
-def _autocast(device: torch.device, dtype: torch.dtype|None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
 def torch_path(model: torch.nn.Module, device: torch.device, channels_last: bool, dtype: torch.dtype|None, compile: bool, cast: torch.dtype|None=None):
     "A function (N, C, H, W) float32 tensor -> float32 logits for one torch path (`cast`: run the whole model in that dtype)."
     import copy
@@ -61,7 +59,7 @@ def torch_path(model: torch.nn.Module, device: torch.device, channels_last: bool
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device, dtype=cast or torch.float32, non_blocking=True)
         if channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(device, dtype): return m(x).float()
+        with torch.inference_mode(), autocast(device, dtype): return m(x).float()
     return run
 
 def onnx_path(model_dir: Path, work: Path, int8: bool, threads: int, device: torch.device):

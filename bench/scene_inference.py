@@ -66,12 +66,12 @@ def make_scene(path: Path, size: int, seed: int=0, rows: int=512) -> Path:
 
 def batch_throughput(pair: tuple, tile: int, batch: int, precision: str, device: torch.device, repeats: int) -> dict:
     "Tiles/s of `batch` random normalised tiles through predict_scene's own forward function (median of repeats)."
-    from marine_unet.infer import _probabilities, autocast_dtype
+    from marine_unet.forward import predict_array, autocast_dtype
     from marine_unet.model import input_multiple
     model = pair[0]
     x = np.random.default_rng(0).standard_normal((batch, 11, tile, tile)).astype(np.float32)
     dtype = autocast_dtype(precision, device)
-    t = time_fn(lambda: _probabilities(model, x, batch, False, device, input_multiple(model), dtype), repeats=repeats, warmup=2, device=device)
+    t = time_fn(lambda: predict_array(model, x, batch, False, device, input_multiple(model), dtype), repeats=repeats, warmup=2, device=device)
     return {**t, "tiles_per_s": batch / t["median_s"], "batch": batch}
 
 
@@ -97,7 +97,7 @@ def child(args) -> None:
     from marine_unet.infer import predict_scene, tile_origins, as_model
     import marine_unet.infer as infer
     import rasterio, statistics
-    forward, in_network = infer._probabilities, []
+    forward, in_network = infer.predict_array, []
     def timed_forward(*args, **kwargs):                        # predict_scene looks the function up at each batch
         start = time.perf_counter(); out = forward(*args, **kwargs); in_network[-1] += time.perf_counter() - start
         return out
@@ -112,11 +112,11 @@ def child(args) -> None:
     for r in range(rounds + 1):
         groups.append(batch_throughput(pair, args.tile, args.batch, args.precision, device, args.repeats)["times_s"])
         if r == rounds: break
-        in_network.append(0.0); infer._probabilities = timed_forward
+        in_network.append(0.0); infer.predict_array = timed_forward
         start = time.perf_counter()
         predict_scene(pair, args.scene, args.out, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
                       precision=args.precision, device=device, overwrite=True, progress=False)
-        scene_times.append(time.perf_counter() - start); infer._probabilities = forward
+        scene_times.append(time.perf_counter() - start); infer.predict_array = forward
     # each scene run against the batches timed just before and after it: the machine's drift cancels out
     paired = [(tiles / t) / (args.batch / statistics.median(groups[i] + groups[i + 1])) for i, t in enumerate(scene_times)]
     batch_times = sum(groups, [])

@@ -20,7 +20,7 @@ import torch
 
 
 def stand_in(classes: int, spent: list[float]):
-    "A replacement for infer._probabilities: fixed softmax probabilities, a fresh copy each call; its time goes to `spent`."
+    "A replacement for infer.predict_array: fixed softmax probabilities, a fresh copy each call; its time goes to `spent`."
     made = {}
     def probabilities(model, x, *args, **kwargs):
         start = time.perf_counter()
@@ -81,7 +81,7 @@ def main():
     if not (model_dir/"config.json").exists(): make_model(model_dir, "resnet34")
     pair = as_model(model_dir, "cpu")
     spent = [0.0]
-    infer._probabilities = stand_in(len(pair[1]["class_names"]), spent)
+    infer.predict_array = stand_in(len(pair[1]["class_names"]), spent)
     print(f"{threads} threads, tile 256, overlap 32, batch 8, network replaced by a stand-in")
     for size in args.sizes:
         scene = make_scene(work/f"scene_{size}.tif", size)

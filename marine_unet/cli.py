@@ -9,6 +9,7 @@ from .synthetic import make_synthetic_marida
 from .model import load_model
 from .train import TrainConfig, train
 from .evaluate import run_evaluation
+from .forward import PRECISIONS
 from .infer import predict_scene, partial_path, probabilities_path, export_onnx, quantize_onnx, onnx_parity
 import argparse, ast, dataclasses, importlib.util, inspect, math, os, re, sys
 from pathlib import Path
@@ -63,6 +64,8 @@ def _add_model_options(p: argparse.ArgumentParser):
     p.add_argument("--batch-size", type=_positive, default=8, help="patches or tiles per forward pass")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False, help="average the 8 dihedral views")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32, autocast in bf16 (CPU or GPU) or fp16 (GPU), or auto (fp16 on CUDA, else fp32)")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `marine-unet` argument parser with its six subcommands."
@@ -91,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="tile side, pixels")
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles")
     p.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=False, help="also write <stem>_probabilities.tif")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="fp32, or autocast in bf16 (CPU or GPU) or fp16 (GPU)")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace existing outputs")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                    help="continue interrupted predictions (<output>.partial/) and skip scenes already done")
@@ -131,7 +133,7 @@ def _run_train(args) -> str:
 
 def _run_evaluate(args) -> str:
     result = run_evaluation(_existing(args.model, "model"), args.data, args.split, args.out, args.batch_size, args.tta,
-                            args.device, args.tune_threshold, epsilons=args.epsilons)
+                            args.device, args.tune_threshold, epsilons=args.epsilons, precision=args.precision)
     return f"report {result['report']}: " + _summary(result["metrics"])
 
 # %% ../nbs/08_cli.ipynb #1bbf2cea

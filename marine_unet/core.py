@@ -20,11 +20,11 @@ import torch
 __all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15', 'CLASS_COLORS_15',
            'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'SPLITS', 'TRACKED_PACKAGES',
            'InputError', 'check_integer', 'check_number', 'check_choice', 'band_indices', 'band_stats',
-           'check_protocol', 'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'set_seed',
-           'seed_worker', 'torch_generator', 'get_device', 'atomic_path', 'write_json', 'atomic_folder',
-           'write_geotiff', 'interrupted_writes', 'remove_interrupted_writes', 'cache_root', 'package_versions',
-           'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
-           'markdown_table']
+           'check_protocol', 'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'rgb_composite',
+           'mask_to_rgb', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'as_device', 'atomic_path',
+           'write_json', 'atomic_folder', 'write_geotiff', 'interrupted_writes', 'remove_interrupted_writes',
+           'cache_root', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir',
+           'record_run', 'class_probabilities', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -148,6 +148,38 @@ def class_distribution(protocol: int=11  # 11 or 15
         share = share[:11].copy(); share[6] += sum(CLASS_DISTRIBUTION_15[c - 1] for c in MERGED_INTO_WATER)
     return share / share.sum()
 
+# %% ../nbs/00_core.ipynb #0a378d98
+def _rgb_positions(bands: int|Sequence[str]) -> list[int]:
+    "Channel positions of B4, B3, B2 among `bands` (11 = all MARIDA bands)."
+    if isinstance(bands, (int, np.integer)):
+        if bands == len(BAND_NAMES): return band_indices(RGB_BANDS)
+        raise InputError(f"bands={bands}: name the bands so that B4, B3 and B2 can be found")
+    names = [b.strip() for b in bands.split(",")] if isinstance(bands, str) else list(bands)
+    missing = [b for b in RGB_BANDS if b not in names]
+    if missing: raise InputError(f"bands={names}: lack {missing} for an RGB composite")
+    return [names.index(b) for b in RGB_BANDS]
+
+def rgb_composite(image: np.ndarray,                       # (H, W, C) reflectance
+                  bands: int|Sequence[str]=11,              # channel count (11) or band names of `image`
+                  reference: np.ndarray|None=None,          # image whose percentiles set the stretch (default: image)
+                  percentiles: tuple[float, float]=(2, 98), # stretch limits per band
+                 ) -> np.ndarray:
+    "A (H, W, 3) float RGB picture in [0, 1] of B4, B3, B2 with a percentile stretch (NaN pixels shown black)."
+    idx = _rgb_positions(bands)
+    reference = image if reference is None else reference
+    low, high = np.nanpercentile(reference[..., idx], percentiles, axis=(0, 1))
+    return np.nan_to_num(np.clip((image[..., idx] - low) / np.maximum(high - low, 1e-12), 0, 1))
+
+def mask_to_rgb(mask: np.ndarray,  # (H, W) targets, IGNORE_INDEX where not annotated
+                protocol: int=11,  # 11 or 15: which class colours
+               ) -> np.ndarray:
+    "A (H, W, 3) float RGB picture of the targets in the class colours, not annotated in black."
+    from matplotlib.colors import to_rgb   # matplotlib only where a picture is made
+    palette = np.array([(0.0, 0.0, 0.0)] + [to_rgb(c) for c in class_colors(protocol)])
+    if mask.size and (mask.min() < IGNORE_INDEX or mask.max() >= len(palette) - 1):
+        raise InputError(f"mask: values must lie in {IGNORE_INDEX}..{len(palette) - 2} for protocol {protocol}")
+    return palette[np.asarray(mask) - IGNORE_INDEX]
+
 # %% ../nbs/00_core.ipynb #73401232
 def set_seed(seed: int,                # the run's seed
              deterministic: bool=True, # also ask torch for deterministic kernels (slower on GPU)
@@ -190,6 +222,12 @@ def get_device(name: str="auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"
     if device.type == "mps" and not mps_ok: raise InputError(f"device={name!r}: MPS is not available here")
     if device.type not in ("cpu", "cuda", "mps"): raise InputError(f"device={name!r}: choose auto, cpu, cuda, cuda:N or mps")
     return device
+
+# %% ../nbs/00_core.ipynb #68bc08a5
+def as_device(device: str|torch.device  # a name for get_device ("auto", "cpu", "cuda:1", ...) or a torch.device
+             ) -> torch.device:
+    "The torch.device of `device`: names go through get_device (checked), devices are taken as they are."
+    return get_device(device) if isinstance(device, str) else torch.device(device)
 
 # %% ../nbs/00_core.ipynb #2fea4a60
 @contextlib.contextmanager

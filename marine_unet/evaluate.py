@@ -17,8 +17,8 @@ from .core import *
 from .metrics import *
 from .data import *
 from .synthetic import *
-from .augment import *
 from .model import *
+from .forward import *
 
 # %% auto #0
 __all__ = ['FDI_BANDS', 'dataset_for_model', 'predict_dataset', 'evaluate_model', 'plot_confusion_matrix', 'plot_class_scores',
@@ -42,25 +42,22 @@ def _positive_int(name: str, value: Any) -> int:
         raise InputError(f"{name}={value!r}: must be an integer >= 1")
     return int(value)
 
-def _device(device: str|torch.device) -> torch.device:
-    return get_device(device) if isinstance(device, str) else torch.device(device)
-
 def predict_dataset(model: nn.Module,                  # a segmentation model (logits N, K, H, W)
                     dataset: torch.utils.data.Dataset, # yields dicts with image, mask and id (e.g. MaridaDataset)
                     batch_size: int=8,                 # patches per forward pass
                     device: str|torch.device="cpu",    # where to run the model
                     tta: bool=False,                   # average the softmax over the 8 dihedral views
                     dtype: type=np.float32,            # dtype of the probabilities kept (float16 halves the memory)
+                    precision: str="fp32",             # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
                    ) -> dict[str, Any]:
     "Softmax probabilities (N, K, H, W), targets int64 (N, H, W) and ids of every patch of `dataset`."
-    batch_size, device = _positive_int("batch_size", batch_size), _device(device)
+    batch_size, device = _positive_int("batch_size", batch_size), as_device(device)
     if len(dataset) == 0: raise InputError("dataset: holds no patches")
-    model = model.to(device).eval()
+    model, autocast_to = model.to(device).eval(), autocast_dtype(precision, device)
     probabilities, targets, ids = [], [], []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, autocast_to):
         for batch in make_loader(dataset, batch_size=batch_size, pin_memory=False):
-            x = batch["image"].to(device)
-            p = tta_predict(model, x) if tta else class_probabilities(model(x))
+            p = batch_probabilities(model, model_input(batch["image"], device, False), tta)
             probabilities.append(p.float().cpu().numpy().astype(dtype)); targets.append(batch["mask"].numpy()); ids += list(batch["id"])
     return {"probabilities": np.concatenate(probabilities), "targets": np.concatenate(targets).astype(np.int64), "ids": ids}
 
@@ -73,10 +70,11 @@ def evaluate_model(model_folder: str|Path,             # a folder written by sav
                    tta: bool=False,                    # test-time augmentation (8 dihedral views)
                    debris_threshold: float|None=None,  # see apply_debris_threshold
                    out_dir: str|Path|None=None,        # write metrics.json here
+                   precision: str="fp32",              # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
                   ) -> dict[str, Any]:
     "MARIDA-protocol scores of the model in `model_folder` on `split`."
     model, config = load_model(model_folder, device=device)
-    predicted = predict_dataset(model, dataset_for_model(config, data_dir, split), batch_size, device, tta)
+    predicted = predict_dataset(model, dataset_for_model(config, data_dir, split), batch_size, device, tta, precision=precision)
     scores = evaluate_predictions(predicted["probabilities"], predicted["targets"], config["class_names"], debris_threshold)
     scores |= {"model_dir": str(model_folder), "split": split, "tta": tta, "patches": len(predicted["ids"])}
     if out_dir is not None: write_json(Path(out_dir)/"metrics.json", scores)
@@ -193,6 +191,7 @@ def ensemble_predict(model_folders: Sequence[str|Path],  # folders written by sa
                      batch_size: int=8,                  # patches per forward pass
                      device: str="cpu",                  # where to run the models
                      tta: bool=False,                    # test-time augmentation for each member
+                     precision: str="fp32",              # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
                     ) -> dict[str, Any]:
     "Mean softmax of the members (as predict_dataset returns it), with each member's scores under member_scores."
     if not model_folders: raise InputError("model_folders: empty; give at least one model folder")
@@ -200,7 +199,7 @@ def ensemble_predict(model_folders: Sequence[str|Path],  # folders written by sa
     for folder in model_folders:
         model, config = load_model(folder, device=device); names = names or list(config["class_names"])
         _check_member(config, dataset, Path(folder), names)
-        predicted = predict_dataset(model, dataset, batch_size, device, tta, dtype=np.float32)
+        predicted = predict_dataset(model, dataset, batch_size, device, tta, dtype=np.float32, precision=precision)
         member_scores.append(evaluate_predictions(predicted["probabilities"], predicted["targets"], names) | {"model_dir": str(folder)})
         total = predicted["probabilities"] if total is None else total + predicted["probabilities"]
     return {"probabilities": total / len(model_folders), "targets": predicted["targets"],
@@ -244,7 +243,7 @@ def fgsm_report(model: nn.Module,                         # the model to attack
     "Per epsilon: mean CE loss, macro F1, mIoU, accuracy and share of annotated pixels whose prediction changed."
     epsilons = _check_epsilons(epsilons)
     if not epsilons: raise InputError("epsilons: empty; give at least one step size")
-    batch_size, device = _positive_int("batch_size", batch_size), _device(device)
+    batch_size, device = _positive_int("batch_size", batch_size), as_device(device)
     model = model.to(device).eval(); rows = []
     for epsilon in epsilons:
         cm, loss_sum, pixels, changed = None, 0.0, 0, 0
@@ -306,10 +305,10 @@ def write_report(out_dir: str|Path,                    # the run folder
 
 # %% ../nbs/06_evaluate.ipynb #239a5901
 def _threshold_on_val(model: nn.Module, config: dict, data_dir, predicted: dict, metrics: dict, out_dir: Path,
-                      batch_size: int, device: torch.device, tta: bool) -> dict[str, Any]:
+                      batch_size: int, device: torch.device, tta: bool, precision: str="fp32") -> dict[str, Any]:
     "Tune the debris threshold on val, apply it to `predicted`, write threshold.json and metrics_thresholded.json."
     names, split = config["class_names"], metrics["split"]
-    val = predict_dataset(model, dataset_for_model(config, data_dir, "val"), batch_size, device, tta)
+    val = predict_dataset(model, dataset_for_model(config, data_dir, "val"), batch_size, device, tta, precision=precision)
     tuned = tune_debris_threshold(val["probabilities"], val["targets"])
     thresholded = evaluate_predictions(predicted["probabilities"], predicted["targets"], names, tuned["threshold"])
     write_json(out_dir/"metrics_thresholded.json", thresholded | {k: metrics[k] for k in ("model_dir", "split", "tta", "patches")})
@@ -340,25 +339,26 @@ def run_evaluation(model_dir: str|Path,                 # a folder written by sa
                    tune_threshold: bool=True,           # tune the debris threshold on val
                    ensemble_dirs: Sequence[str|Path]=(),# further model folders to ensemble with model_dir
                    epsilons: Sequence[float]=(0, 0.01, 0.05),  # FGSM step sizes; empty = no attack
+                   precision: str="fp32",               # fp32, bf16, fp16 or auto: arithmetic of the prediction passes (FGSM stays fp32)
                   ) -> dict[str, Any]:
     "Evaluate `model_dir` on `split`, writing metrics, figures, tables and the report into `out_dir`."
-    batch_size, epsilons, device = _positive_int("batch_size", batch_size), _check_epsilons(epsilons), _device(device)
+    batch_size, epsilons, device = _positive_int("batch_size", batch_size), _check_epsilons(epsilons), as_device(device)
     out_dir = Path(out_dir); model, config = load_model(model_dir, device=device); names = config["class_names"]
     dataset = dataset_for_model(config, data_dir, split)
-    predicted = predict_dataset(model, dataset, batch_size, device, tta)
+    predicted = predict_dataset(model, dataset, batch_size, device, tta, precision=precision)
     metrics = evaluate_predictions(predicted["probabilities"], predicted["targets"], names) | {
         "model_dir": str(model_dir), "split": split, "tta": tta, "patches": len(dataset)}
     write_json(out_dir/"metrics.json", metrics)
     result = {"out_dir": str(out_dir), "metrics": metrics, "threshold": None, "skipped": {}, "ensemble": None, "robustness": None}
     if tune_threshold:
-        try: result["threshold"] = _threshold_on_val(model, config, data_dir, predicted, metrics, out_dir, batch_size, device, tta)
+        try: result["threshold"] = _threshold_on_val(model, config, data_dir, predicted, metrics, out_dir, batch_size, device, tta, precision)
         except InputError as e: result["skipped"]["threshold"] = str(e)   # e.g. no debris annotated in val
     result["skipped"] |= _write_figures(dataset, predicted, metrics, (result["threshold"] or {}).get("threshold"), out_dir/"figures")
     result["pairs"] = confused_pairs(metrics["confusion_matrix"], names)
     write_json(out_dir/"confused_pairs.json", result["pairs"])
     with atomic_path(out_dir/"confused_pairs.md") as tmp: tmp.write_text(markdown_table(result["pairs"]), encoding="utf-8")
     if ensemble_dirs:
-        ens = ensemble_predict([model_dir, *ensemble_dirs], dataset, batch_size, device, tta)
+        ens = ensemble_predict([model_dir, *ensemble_dirs], dataset, batch_size, device, tta, precision)
         result["ensemble"] = ensemble_table(ens["member_scores"], evaluate_predictions(ens["probabilities"], ens["targets"], names))
         write_json(out_dir/"ensemble.json", result["ensemble"])
     if epsilons:

@@ -21,24 +21,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .model import load_model, input_multiple
-from .augment import tta_predict, rgb_composite
 from .metrics import check_probabilities
+from .forward import autocast_dtype, model_device, prepare_model, predict_array
 
 # %% auto #0
-__all__ = ['CHANNELS_LAST_DEVICES', 'NODATA_CLASS', 'GDAL_CACHE_MB', 'as_model', 'normalise_images', 'autocast_dtype',
-           'predict_patches', 'tile_origins', 'blend_window', 'scene_band_indexes', 'probabilities_path',
-           'partial_path', 'predict_scene', 'write_scene', 'smooth_probabilities', 'apply_thresholds',
-           'remove_small_objects', 'morphology', 'clean_class', 'export_onnx', 'quantize_onnx', 'onnx_parity',
-           'save_map_figure']
+__all__ = ['NODATA_CLASS', 'GDAL_CACHE_MB', 'as_model', 'normalise_images', 'predict_patches', 'tile_origins', 'blend_window',
+           'scene_band_indexes', 'probabilities_path', 'partial_path', 'predict_scene', 'write_scene',
+           'smooth_probabilities', 'apply_thresholds', 'remove_small_objects', 'morphology', 'clean_class',
+           'export_onnx', 'quantize_onnx', 'onnx_parity', 'save_map_figure']
 
 # %% ../nbs/07_infer.ipynb #7cd03892
-CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # where inference runs in channels-last (NHWC) layout
-
 def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
              device: str|torch.device="cpu",           # where to run it ("auto", "cpu", "cuda", ...)
             ) -> tuple[nn.Module, dict[str, Any]|None]:
     "The (model, config) pair in eval mode on `device`; config is None for a bare module."
-    device = get_device(device) if isinstance(device, str) else torch.device(device)
+    device = as_device(device)
     if isinstance(model, (str, os.PathLike)): module, config = load_model(model, device=device)
     elif isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], nn.Module):
         module, config = model
@@ -46,9 +43,7 @@ def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, co
         if missing: raise InputError(f"model: the config of the (model, config) pair lacks {missing}")
     elif isinstance(model, nn.Module): module, config = model, None
     else: raise InputError(f"model: expected a model folder, a (model, config) pair or an nn.Module, got {type(model).__name__}")
-    module = module.to(device).eval()
-    if device.type in CHANNELS_LAST_DEVICES: module = module.to(memory_format=torch.channels_last)
-    return module, config
+    return prepare_model(module, device), config
 
 # %% ../nbs/07_infer.ipynb #998769dc
 def _normalise_inplace(x: np.ndarray,                 # float32 (N, C, H, W) or (C, H, W) (this one may be channels-last in memory), overwritten
@@ -78,50 +73,13 @@ def _check_positive(name: str, value: Any) -> int:
         raise InputError(f"{name}={value!r}: must be a positive integer")
     return int(value)
 
-def _model_device(model: nn.Module) -> torch.device:
-    "The device of the model's parameters (CPU for a model without any)."
-    return next(iter(model.parameters()), torch.zeros(0)).device
-
-def _pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
-    "Pad the last two axes at the bottom/right by reflection (edge for 1-pixel axes) up to a multiple."
-    pads = [(-n) % multiple for n in x.shape[-2:]]
-    if not any(pads): return x
-    mode = "reflect" if min(x.shape[-2:]) > 1 else "edge"
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, p) for p in pads], mode=mode)
-
-def autocast_dtype(precision: str,        # fp32, bf16 or fp16
-                   device: torch.device,   # where the model runs
-                  ) -> torch.dtype|None:
-    "The autocast dtype of a precision name (None: plain float32), checked against the device."
-    if precision == "fp32": return None
-    if precision == "bf16": return torch.bfloat16
-    if precision == "fp16" and device.type == "cuda": return torch.float16
-    if precision == "fp16": raise InputError(f"precision='fp16': float16 autocast needs a CUDA device, the model is on {device.type}; use bf16")
-    raise InputError(f"precision={precision!r}: must be fp32, bf16 or fp16")
-
-def _probabilities(model: Callable[[torch.Tensor], torch.Tensor], # module taking (N, C, H, W), giving logits (N, K, H, W)
-                   x: np.ndarray,                                 # normalised (N, C, H, W)
-                   batch_size: int, tta: bool, device: torch.device, multiple: int=1,
-                   autocast: torch.dtype|None=None,               # autocast dtype (None: float32)
-                  ) -> np.ndarray:
-    "Softmax probabilities (N, K, H, W) float32, batch by batch, without gradients."
-    height, width = x.shape[-2:]
-    out = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-        for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(_pad_to_multiple(x[start:start + batch_size], multiple)).to(device)  # any strides
-            if device.type in CHANNELS_LAST_DEVICES: batch = batch.contiguous(memory_format=torch.channels_last)
-            probs = tta_predict(model, batch) if tta else class_probabilities(model(batch))
-            out.append(probs[..., :height, :width].float().cpu().numpy())
-    return out[0] if len(out) == 1 else np.concatenate(out)
-
 # %% ../nbs/07_infer.ipynb #e057b893
 def predict_patches(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
                     images: np.ndarray|torch.Tensor,          # (N, C, H, W): reflectance (folder/pair) or normalised (module)
                     batch_size: int=8,                        # patches per forward pass
                     tta: bool=False,                          # average the 8 dihedral views
                     device: str|torch.device="cpu",           # where to run the model
-                    precision: str="fp32",                    # fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast; GPU)
+                    precision: str="fp32",                    # fp32, bf16 (autocast; CPU or GPU), fp16 (autocast; GPU) or auto (fp16 on CUDA, else fp32)
                    ) -> tuple[np.ndarray, np.ndarray]:
     "Class probabilities float32 (N, K, H, W) and classes int64 (N, H, W) of a stack of patches."
     model, config = as_model(model, device)
@@ -130,9 +88,9 @@ def predict_patches(model: str|os.PathLike|tuple|nn.Module,  # model folder, (mo
     if config is not None and images.shape[1] != len(config["bands"]):
         raise InputError(f"images: have {images.shape[1]} channels, the model needs its {len(config['bands'])} bands {config['bands']}")
     batch_size = _check_positive("batch_size", batch_size)
-    device = _model_device(model)
-    probabilities = _probabilities(model, normalise_images(images, config), batch_size, bool(tta), device, input_multiple(model),
-                                   autocast_dtype(precision, device))
+    device = model_device(model)
+    probabilities = predict_array(model, normalise_images(images, config), batch_size, bool(tta), device, input_multiple(model),
+                                  autocast_dtype(precision, device))
     return probabilities, probabilities.argmax(1)
 
 # %% ../nbs/07_infer.ipynb #5c7babed
@@ -470,7 +428,7 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or th
                   tta: bool=False,                         # average the 8 dihedral views
                   probabilities: bool=False,               # also write <dst stem>_probabilities.tif (float32, one band a class)
                   device: str|torch.device="cpu",          # where to run the model
-                  precision: str="fp32",                   # fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast; GPU)
+                  precision: str="fp32",                   # fp32, bf16 (autocast; CPU or GPU), fp16 (autocast; GPU) or auto (fp16 on CUDA, else fp32)
                   overwrite: bool=False,                   # replace existing outputs (and discard a partial run)
                   resume: bool=False,                      # continue the partial run in <dst>.partial/ of an interrupted call
                   progress: bool=True,                     # show a tqdm progress bar
@@ -479,12 +437,12 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or th
     if isinstance(model_or_folder, nn.Module): raise InputError("model_or_folder: a bare module has no bands, mean and std; pass a model folder or a (model, config) pair")
     tile, overlap, batch_size = _check_tiling(tile, overlap, batch_size)
     model, config = as_model(model_or_folder, device)
-    run_device = _model_device(model)
+    run_device = model_device(model)
     autocast = autocast_dtype(precision, run_device)
     src_tif, dst_tif = Path(src_tif), Path(dst_tif)
     if len(config["class_names"]) >= NODATA_CLASS: raise InputError(f"model: {len(config['class_names'])} classes do not fit a uint8 map with nodata {NODATA_CLASS}")
     _check_destination(src_tif, dst_tif, probabilities, overwrite)
-    predict = lambda x: _probabilities(model, x, batch_size, bool(tta), run_device, input_multiple(model), autocast)
+    predict = lambda x: predict_array(model, x, batch_size, bool(tta), run_device, input_multiple(model), autocast)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True,    # GDAL reads these when the file opens
                       GDAL_NUM_THREADS=torch.get_num_threads()):
         src, indexes = _open_scene(src_tif, config["bands"])

@@ -21,7 +21,8 @@ from safetensors.torch import load_file as _load_safetensors, save_file as _save
 __all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SUFFIXES', 'MODEL_FORMAT_VERSION',
            'from_pretrained', 'architecture_name', 'check_encoder', 'conv_block', 'AttentionGate', 'SelfAttention',
            'AttentionUNet', 'MaridaUNet', 'build_model', 'input_multiple', 'read_state_dict', 'adapt_first_conv',
-           'load_encoder_weights', 'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model', 'load_model']
+           'load_encoder_weights', 'unwrap_model', 'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model',
+           'load_model']
 
 # %% ../nbs/03_model.ipynb #ebf037b8
 SMP_ARCHITECTURES = tuple(smp.MODEL_ARCHITECTURES_MAPPING)  # smp's architectures, by lower-case class name
@@ -329,15 +330,17 @@ def load_encoder_weights(model: nn.Module,                    # an smp model (fr
     return model
 
 # %% ../nbs/03_model.ipynb #08e1f1e5
-def _plain(model: nn.Module) -> nn.Module:
-    "The model inside DistributedDataParallel / AveragedModel wrappers."
+def unwrap_model(model: nn.Module  # a model, or a DistributedDataParallel / AveragedModel wrapper around one
+                ) -> nn.Module:
+    "The model inside DistributedDataParallel / AveragedModel wrappers (the model itself when unwrapped)."
     while not hasattr(model, "marine_unet_config") and isinstance(getattr(model, "module", None), nn.Module): model = model.module
     return model
+
 
 def freeze_encoder(model: nn.Module  # a model from build_model
                   ) -> nn.Module:
     "Stop the encoder learning: no gradients, BatchNorm statistics frozen (kept in eval mode)."
-    model = _plain(model)
+    model = unwrap_model(model)
     if not callable(getattr(model, "freeze_encoder", None)): raise InputError(f"model {type(model).__name__}: has no encoder to freeze")
     model.freeze_encoder()
     return model
@@ -345,7 +348,7 @@ def freeze_encoder(model: nn.Module  # a model from build_model
 def unfreeze(model: nn.Module  # a model from build_model
             ) -> nn.Module:
     "Make every parameter trainable and let all BatchNorm layers follow the model's train/eval mode."
-    model = _plain(model)
+    model = unwrap_model(model)
     if callable(getattr(model, "unfreeze_encoder", None)): model.unfreeze_encoder()
     for p in model.parameters(): p.requires_grad = True
     return model.train(model.training)
@@ -383,7 +386,7 @@ def save_model(model: nn.Module,                # a model from build_model (DDP 
                overwrite: bool=False,           # replace an existing folder
               ) -> Path:
     "Write `config.json` and `model.safetensors` into `folder`, atomically."
-    model, folder = _plain(model), Path(folder)
+    model, folder = unwrap_model(model), Path(folder)
     build = getattr(model, "marine_unet_config", None)
     if not isinstance(build, dict): raise InputError(f"model {type(model).__name__}: not made by build_model (no marine_unet_config)")
     bands = _model_bands(bands, build["in_channels"])
@@ -447,7 +450,7 @@ def load_model(folder: str|os.PathLike,                     # a folder written b
     if not (folder/"config.json").exists() and (folder/"best_model"/"config.json").is_file(): folder = folder/"best_model"  # a run folder
     config = _read_config(folder)
     _check_expected_bands(config, expect_bands, folder)
-    device = get_device(device) if isinstance(device, str) else torch.device(device)
+    device = as_device(device)
     try: model = build_model(config["arch"], config["encoder"] or "resnet34", config["in_channels"], config["classes"], **config["kwargs"])
     except InputError as e: raise InputError(f"model folder {folder}: config.json describes no buildable model: {e}") from None
     try: state = _load_safetensors(folder/"model.safetensors", device="cpu")

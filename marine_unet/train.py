@@ -23,19 +23,18 @@ from .data import *
 from .synthetic import *
 from .augment import *
 from .model import *
+from .forward import *
 from .loss import *
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AMP_MODES', 'MONITORS', 'STEP_SCHEDULES', 'HISTORY_KEYS', 'SUMMARY_KEYS', 'TrainConfig',
-           'check_config', 'build_optimizer', 'build_scheduler', 'resolve_amp', 'train_one_epoch', 'validate',
-           'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history', 'plot_history',
-           'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'train', 'refresh_batchnorm',
-           'summarize_runs', 'repeated_runs']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'STEP_SCHEDULES', 'HISTORY_KEYS', 'SUMMARY_KEYS', 'TrainConfig', 'check_config',
+           'build_optimizer', 'build_scheduler', 'train_one_epoch', 'validate', 'rng_state', 'set_rng_state',
+           'save_training_state', 'load_training_state', 'write_history', 'plot_history', 'distributed_context',
+           'epoch_loader', 'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "multistep", "onecycle", "constant")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 MONITORS = ("macro_f1", "miou", "accuracy", "weighted_f1", "val_loss")
 
 @dataclass
@@ -63,7 +62,7 @@ class TrainConfig:
     augment: str = "marida"         # augmentation preset (02_augment)
     cutmix: float = 0.0             # probability of CutMix per batch
     copy_paste: float = 0.0         # probability of rare-class copy-paste per batch
-    amp: str = "auto"               # auto (fp16 on CUDA, off on CPU), off, bf16 or fp16
+    precision: str = "auto"         # auto (fp16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16
     accumulate: int = 1             # gradient accumulation steps
     clip_grad: float = 1.0          # max gradient norm; 0 = no clipping
     monitor: str = "macro_f1"       # validation metric for best model and early stopping
@@ -109,7 +108,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
         if getattr(cfg, name) > 1: raise InputError(f"{name}={getattr(cfg, name)}: a probability must be <= 1")
     cfg.optimizer = _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     cfg.schedule = _choice("schedule", cfg.schedule, SCHEDULES)
-    cfg.amp = _choice("amp", cfg.amp, AMP_MODES)
+    cfg.precision = check_choice("precision", cfg.precision, PRECISIONS)
     cfg.monitor = _choice("monitor", cfg.monitor, MONITORS)
     cfg.normalize = _choice("normalize", cfg.normalize, ("official", "train", "none"))
     cfg.class_weighting = _choice("class_weighting", cfg.class_weighting, ("train", "official", "none"))
@@ -163,26 +162,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer,  # the optimiser to schedu
 
 STEP_SCHEDULES = ("cosine", "onecycle", "constant")  # stepped every optimiser step; the others every epoch
 
-# %% ../nbs/05_train.ipynb #ed4ecbc3
-def resolve_amp(amp: str,              # auto, off, bf16 or fp16
-                device: torch.device,  # where the model runs
-               ) -> torch.dtype|None:
-    "The autocast dtype for `amp` on `device`, or None for full precision."
-    amp = _choice("amp", amp, AMP_MODES)
-    if amp == "auto": return torch.float16 if device.type == "cuda" else None
-    if amp == "fp16" and device.type != "cuda": raise InputError(f"amp='fp16': needs a CUDA device, not {device.type}; use bf16 or off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
 # %% ../nbs/05_train.ipynb #5361f74f
 def _to_device(batch: dict, device: torch.device, channels_last: bool=False) -> dict:
     "Move a collated batch's tensors to `device` (image in channels_last if asked)."
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
     if channels_last: out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
-
-def _autocast(device: torch.device, dtype: torch.dtype|None):
-    "An autocast context for `dtype`, or a no-op for full precision."
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 # %% ../nbs/05_train.ipynb #225e523e
 def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
@@ -212,7 +197,7 @@ def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
         if cfg.copy_paste and torch.rand((), generator=generator) < cfg.copy_paste: batch = copy_paste_rare(batch, generator=generator)
         batch = _to_device(batch, device, cfg.channels_last)
         weight = confidence_weights(batch["conf"]) if cfg.confidence_weighting else None
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits = model(batch["image"])
         loss = loss_fn(logits.float(), batch["mask"], weight)
         loss_value = loss.item()   # the step's one wait for the GPU: the check and the running mean both use it
@@ -227,7 +212,7 @@ def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
             else: optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if scheduler is not None and cfg.schedule in STEP_SCHEDULES: scheduler.step()
-            if ema is not None: ema.update_parameters(_unwrap(model))
+            if ema is not None: ema.update_parameters(unwrap_model(model))
         total += loss_value * len(batch["image"]); seen += len(batch["image"])
         if progress is not None: progress.update(1); progress.set_postfix(loss=f"{total / seen:.4f}")
     return {"train_loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"]}
@@ -237,11 +222,6 @@ def _pixel_share(mask: torch.Tensor, weight: torch.Tensor|None) -> torch.Tensor:
     local = ((mask != IGNORE_INDEX).float() * (1.0 if weight is None else weight)).sum()
     total = local.detach().clone(); dist.all_reduce(total)
     return local.detach() * dist.get_world_size() / total.clamp_min(1e-12)
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    "The plain model inside a DDP or AveragedModel wrapper."
-    while hasattr(model, "module"): model = model.module
-    return model
 
 # %% ../nbs/05_train.ipynb #ad81e039
 @torch.no_grad()
@@ -261,8 +241,7 @@ def validate(model: nn.Module,              # the model to score
     for i, batch in enumerate(loader):
         if max_batches and i >= max_batches: break
         batch = _to_device(batch, device, channels_last)
-        with _autocast(device, amp_dtype): logits = model(batch["image"])
-        logits = logits.float()
+        logits = forward_logits(model, batch["image"], amp_dtype)
         cm += confusion_matrix(batch["mask"], logits.argmax(1), num_classes)
         if loss_fn is not None: loss_sum += loss_fn(logits, batch["mask"], None).item() * len(logits); seen += len(logits)
     if dist.is_available() and dist.is_initialized():
@@ -407,7 +386,7 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
     rank, world, local_rank = distributed_context(cpu=cfg.device == "cpu")
     if cfg.batch_size % world: raise InputError(f"batch_size={cfg.batch_size}: must be divisible by the {world} processes")
     device = get_device(f"cuda:{local_rank}" if world > 1 and torch.cuda.is_available() and cfg.device != "cpu" else cfg.device)
-    amp_dtype = resolve_amp(cfg.amp, device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
     run_dir, state_path = Path(cfg.out_dir), Path(cfg.out_dir)/"training_state.pt"
     if state_path.exists() and not cfg.resume:
         raise InputError(f"out_dir {run_dir}: already holds a run; pass resume=True (marine-unet train --resume, papermill -p resume True) to continue it or choose another out_dir")
