@@ -409,6 +409,7 @@ class _Run:
         return dict(bands=list(self.cfg.bands), mean=[float(v) for v in self.mean], std=[float(v) for v in self.std],
                     protocol=self.cfg.protocol, class_names=self.names)
     def loader(self, dataset, epoch: int=0, shuffle: bool=True) -> DataLoader:
+        "This process's seeded loader of `dataset` for `epoch` (see `epoch_loader`)."
         return epoch_loader(dataset, self.cfg, epoch, shuffle=shuffle, rank=self.rank, world=self.world)
 
 # %% ../nbs/05_train.ipynb #657ef66d
