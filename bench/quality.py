@@ -15,7 +15,7 @@ from common import *   # noqa: F401,F403  (also sets the offline environment var
 import numpy as np
 import torch
 
-from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target
+from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target, parse_bands
 from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.data import MaridaDataset
 from marine_unet.synthetic import synthetic_marida_dir
@@ -79,6 +79,7 @@ def _same_config(run_dir: Path, overrides: dict, seed: int) -> bool:
     try: saved = json.loads((run_dir / "params.json").read_text())
     except (OSError, ValueError): return False
     wanted = dataclasses.asdict(TrainConfig(seed=seed, **overrides))
+    wanted["bands"] = list(parse_bands(wanted["bands"] or None))   # saved as checked band names
     return all(saved.get(k) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device"))
 
 def unet_run(overrides: dict, seed: int, run_dir: Path, reuse: bool=True) -> dict:

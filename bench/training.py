@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from marine_unet.core import BAND_NAMES
+from marine_unet.core import set_seed
 from marine_unet.data import MaridaDataset
 from marine_unet.synthetic import synthetic_marida_dir
 from marine_unet.model import build_model
@@ -59,6 +60,7 @@ def main():
     threads = set_threads(args.threads); device = pick_device(args.device)
     repeats, nb = (2, 3) if args.quick else (args.repeats, args.batches)
     cfg = check_config(TrainConfig(encoder=args.encoder, batch_size=args.batch, device=device.type, progress=True))
+    set_seed(cfg.seed, cfg.deterministic)   # check_config no longer seeds; the model below starts from the seed as before
     info = machine_info(device)
     root = synthetic_marida_dir(); bands = list(BAND_NAMES)
     train_ds, _, _, _ = make_train_val_datasets(root, cfg, bands)

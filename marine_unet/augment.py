@@ -131,9 +131,7 @@ _SQUARE_ONLY = (A.RandomRotate90, A.Transpose, A.SquareSymmetry)
 
 def _check_seed(seed: Any) -> int:
     "Return `seed` if it is an integer in [0, 2**32), else raise."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise InputError(f"seed={seed!r}: must be an integer in [0, 2**32) or None")
-    return int(seed)
+    return check_integer("seed", seed, 0, 2**32 - 1)
 
 def _flat_transforms(transforms: Sequence) -> list:
     "Every transform in `transforms`, looking inside OneOf / Compose blocks."

@@ -49,9 +49,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser,  # the (sub)parser to
 
 # %% ../nbs/08_cli.ipynb #0c87d609
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1: raise argparse.ArgumentTypeError(f"{text}: must be an integer >= 1")
-    return value
+    "An argparse type: `text` as an integer >= 1 (argparse reports the error as a usage error)."
+    try: return check_integer("value", int(text), 1)
+    except InputError as e: raise argparse.ArgumentTypeError(str(e)) from None
 
 def _floats(text: str) -> tuple[float, ...]: return tuple(float(v) for v in text.split(",") if v.strip())
 

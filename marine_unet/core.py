@@ -17,14 +17,15 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15', 'CLASS_COLORS_15',
-           'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'SPLITS', 'TRACKED_PACKAGES',
-           'InputError', 'check_integer', 'check_number', 'check_choice', 'band_indices', 'band_stats',
-           'check_protocol', 'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'rgb_composite',
-           'mask_to_rgb', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'as_device', 'atomic_path',
-           'write_json', 'atomic_folder', 'write_geotiff', 'interrupted_writes', 'remove_interrupted_writes',
-           'cache_root', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir',
-           'record_run', 'class_probabilities', 'markdown_table']
+__all__ = ['BANDS', 'BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15',
+           'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'SPLITS',
+           'TRACKED_PACKAGES', 'InputError', 'check_integer', 'check_number', 'check_choice', 'Band', 'parse_bands',
+           'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors', 'codes_to_target',
+           'class_distribution', 'rgb_composite', 'mask_to_rgb', 'set_seed', 'seed_worker', 'torch_generator',
+           'get_device', 'as_device', 'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff',
+           'interrupted_writes', 'remove_interrupted_writes', 'cache_root', 'package_versions', 'git_commit',
+           'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
+           'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -67,25 +68,43 @@ def check_choice(name: str,              # the parameter's name, for the message
     return v
 
 # %% ../nbs/00_core.ipynb #29134a5d
-BAND_NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
-BAND_WAVELENGTHS_NM = (440, 490, 560, 665, 705, 740, 783, 842, 865, 1600, 2200)  # central wavelength, nm
-BANDS_MEAN = (0.05197577, 0.04783991, 0.04056812, 0.03163572, 0.02972606, 0.03457443,
-              0.03875053, 0.03436435, 0.0392113, 0.02358126, 0.01588816)  # official MARIDA band means
-BANDS_STD = (0.04725893, 0.04743808, 0.04699043, 0.04967381, 0.04946782, 0.06458357,
-             0.07594915, 0.07120246, 0.08251058, 0.05111466, 0.03524419)  # official MARIDA band stds
+from typing import NamedTuple
+class Band(NamedTuple):
+    "One MARIDA band: central wavelength and ground resolution, and the official MARIDA mean and std of its reflectance."
+    wavelength_nm: int  # central wavelength, nm
+    resolution_m: int   # Sentinel-2 ground sampling distance, m
+    mean: float         # official MARIDA band mean
+    std: float          # official MARIDA band std
+
+BANDS = {  # the 11 MARIDA bands in file order: every Sentinel-2 band but B9 and B10
+    "B1": Band(440, 60, 0.05197577, 0.04725893), "B2": Band(490, 10, 0.04783991, 0.04743808),
+    "B3": Band(560, 10, 0.04056812, 0.04699043), "B4": Band(665, 10, 0.03163572, 0.04967381),
+    "B5": Band(705, 20, 0.02972606, 0.04946782), "B6": Band(740, 20, 0.03457443, 0.06458357),
+    "B7": Band(783, 20, 0.03875053, 0.07594915), "B8": Band(842, 10, 0.03436435, 0.07120246),
+    "B8A": Band(865, 20, 0.0392113, 0.08251058), "B11": Band(1600, 20, 0.02358126, 0.05111466),
+    "B12": Band(2200, 20, 0.01588816, 0.03524419)}
+BAND_NAMES = tuple(BANDS)                                      # views of the table, in band order
+BAND_WAVELENGTHS_NM = tuple(b.wavelength_nm for b in BANDS.values())
+BANDS_MEAN = tuple(b.mean for b in BANDS.values())
+BANDS_STD = tuple(b.std for b in BANDS.values())
 RGB_BANDS = ("B4", "B3", "B2")  # red, green, blue
 
 # %% ../nbs/00_core.ipynb #03c9c787
-def band_indices(bands: Sequence[str]|None=None,  # band names, e.g. ("B4","B3","B2"); None = all 11
-                ) -> list[int]:
-    "Positions of `bands` in the 11 MARIDA bands, checking every name."
-    if bands is None: return list(range(len(BAND_NAMES)))
+def parse_bands(bands: str|Sequence[str]|None=None,  # "B8, B11", or band names, e.g. ("B4","B3","B2"); None = all 11
+               ) -> tuple[str, ...]:
+    "The band names, checked, in the order given: the one form of a band list every module can trust."
+    if bands is None: return BAND_NAMES
     if isinstance(bands, str): bands = [b.strip() for b in bands.split(",") if b.strip()]
-    unknown = [b for b in bands if b not in BAND_NAMES]
+    unknown = [b for b in bands if b not in BANDS]
     if unknown: raise InputError(f"bands: unknown band(s) {unknown}; choose from {list(BAND_NAMES)}")
     if len(set(bands)) != len(bands): raise InputError(f"bands: {list(bands)} names a band twice")
     if not bands: raise InputError("bands: empty band list")
-    return [BAND_NAMES.index(b) for b in bands]
+    return tuple(bands)
+
+def band_indices(bands: str|Sequence[str]|None=None,  # band names, e.g. ("B4","B3","B2"); None = all 11
+                ) -> list[int]:
+    "Positions of `bands` in the 11 MARIDA bands, checking every name."
+    return [BAND_NAMES.index(b) for b in parse_bands(bands)]
 
 # %% ../nbs/00_core.ipynb #050e0386
 def band_stats(bands: Sequence[str]|None=None,  # band names; None = all 11

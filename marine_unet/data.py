@@ -223,7 +223,7 @@ def _existing_patch_paths(root: Path, ids: Sequence[str]) -> list[dict[str, Path
     return paths
 
 # %% ../nbs/01_data.ipynb #6fa80998
-def _normalisation(normalize, root: Path, bands: list[str], cache, cache_dir) -> tuple[str, np.ndarray, np.ndarray]:
+def _normalisation(normalize, root: Path, bands: list[str], cache, cache_dir, dataset=None) -> tuple[str, np.ndarray, np.ndarray]:
     "The normalisation mode and the per-band mean and std (float32) it applies."
     n = len(bands)
     if normalize is None or (isinstance(normalize, str) and normalize.strip().lower() == "none"):
@@ -231,10 +231,12 @@ def _normalisation(normalize, root: Path, bands: list[str], cache, cache_dir) ->
     if isinstance(normalize, str):
         mode = normalize.strip().lower()
         if mode == "official": return (mode, *band_stats(bands))
+        if mode == "own" or (mode == "train" and getattr(dataset, "split", None) == "train"):   # its own patches: no second dataset
+            if dataset is not None: return (mode, *_dataset_band_stats(dataset))
         if mode == "train": return (mode, *compute_band_stats(root, "train", bands, cache=cache, cache_dir=cache_dir))
-        raise InputError(f"normalize={normalize!r}: choose 'official', 'train', None or a (mean, std) pair")
+        raise InputError(f"normalize={normalize!r}: choose 'official', 'train', 'own', None or a (mean, std) pair")
     try: mean, std = (np.asarray(v, np.float32).reshape(-1) for v in normalize)
-    except (TypeError, ValueError): raise InputError(f"normalize: expected 'official', 'train', None or a (mean, std) pair, got {type(normalize).__name__}") from None
+    except (TypeError, ValueError): raise InputError(f"normalize: expected 'official', 'train', 'own', None or a (mean, std) pair, got {type(normalize).__name__}") from None
     if len(mean) != n or len(std) != n: raise InputError(f"normalize: mean and std need {n} values (one per band), got {len(mean)} and {len(std)}")
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()): raise InputError("normalize: mean must be finite and std finite and > 0")
     return "given", mean, std
@@ -247,10 +249,11 @@ class MaridaDataset(Dataset):
                  split: str|Sequence[str]="train",           # "train", "val", "test" or a list of patch ids
                  bands: Sequence[str]|None=None,             # band names; None = all 11
                  protocol: int=11,                           # 11 (benchmark, merged water) or 15 classes
-                 normalize: str|tuple|None="official",       # "official", "train", None or (mean, std)
+                 normalize: str|tuple|None="official",       # "official", "train" (the train split's statistics), "own" (these patches'), None or (mean, std)
                  transform: Callable[..., dict]|None=None,   # called as transform(image=, mask=, conf=) on numpy arrays
                  cache: bool|str=True,                       # True: .npy cache on disk; "memory"; False: decode each time
                  cache_dir: str|Path|None=None,              # cache folder; None = `patch_cache_dir()`
+                 impute: Sequence[float]|None=None,          # NaN fill (reflectance per band); None = the statistics' mean for "train" and "own", else the official mean
                 ):
         self.root, self.protocol = _check_data_folder(Path(root)), check_protocol(protocol)
         self.band_index = band_indices(bands); self.bands = [BAND_NAMES[i] for i in self.band_index]
@@ -261,8 +264,10 @@ class MaridaDataset(Dataset):
         self.paths = _existing_patch_paths(self.root, self.ids)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else patch_cache_dir()
         self._prepare()
-        self.normalize, self.mean, self.std = _normalisation(normalize, self.root, self.bands, cache, cache_dir)
-        self.impute = self.mean if self.normalize == "train" else band_stats(self.bands)[0]  # NaN fill, reflectance
+        self.normalize, self.mean, self.std = _normalisation(normalize, self.root, self.bands, cache, cache_dir, self)
+        self.impute = (np.asarray(impute, np.float32).reshape(-1) if impute is not None else  # NaN fill, reflectance
+                       self.mean if self.normalize in ("train", "own") else band_stats(self.bands)[0])
+        if self.impute.shape != (len(self.bands),): raise InputError(f"impute: needs {len(self.bands)} values (one per band), got {self.impute.size}")
 
     def __len__(self) -> int: return len(self.ids)
 
@@ -487,9 +492,7 @@ def make_loader(dataset: Dataset,          # e.g. a MaridaDataset
                 pin_memory: bool|None=None,# None = when CUDA is available
                ) -> DataLoader:
     "A seeded, reproducible DataLoader over `dataset`."
-    for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise InputError(f"{name}={value!r}: must be an integer >= {low}")
+    check_integer("batch_size", batch_size, 1); check_integer("num_workers", num_workers, 0)
     if drop_last and batch_size > len(dataset):
         raise InputError(f"batch_size={batch_size} with drop_last=True leaves no batch from {len(dataset)} patches")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,

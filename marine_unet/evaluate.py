@@ -37,10 +37,7 @@ def dataset_for_model(config: dict[str, Any],  # a model folder's config (as loa
                          normalize=(config["mean"], config["std"]), cache=cache)
 
 # %% ../nbs/06_evaluate.ipynb #e858928e
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name}={value!r}: must be an integer >= 1")
-    return int(value)
+def _positive_int(name: str, value: Any) -> int: return check_integer(name, value, 1)
 
 def predict_dataset(model: nn.Module,                  # a segmentation model (logits N, K, H, W)
                     dataset: torch.utils.data.Dataset, # yields dicts with image, mask and id (e.g. MaridaDataset)

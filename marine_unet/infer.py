@@ -69,9 +69,7 @@ def normalise_images(images: np.ndarray,              # (N, C, H, W) or (C, H, W
 # %% ../nbs/07_infer.ipynb #6e8ec249
 def _check_positive(name: str, value: Any) -> int:
     "`value` as a positive int, else an error naming the parameter."
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name}={value!r}: must be a positive integer")
-    return int(value)
+    return check_integer(name, value, 1)
 
 # %% ../nbs/07_infer.ipynb #e057b893
 def predict_patches(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
@@ -136,9 +134,7 @@ def probabilities_path(dst_tif: str|Path  # the class-map file
 def _check_tiling(tile: int, overlap: int, batch_size: int) -> tuple[int, int, int]:
     "Tile, overlap and batch size, checked."
     tile, batch_size = _check_positive("tile", tile), _check_positive("batch_size", batch_size)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < tile:
-        raise InputError(f"overlap={overlap!r}: must be an integer in 0..tile-1 (tile={tile})")
-    return tile, int(overlap), batch_size
+    return tile, check_integer("overlap", overlap, 0, tile - 1), batch_size
 
 def _open_scene(path: Path, model_bands: Sequence[str]) -> tuple[rasterio.DatasetReader, list[int]]:
     "Open a scene, checking it is readable, georeferenced, float and has bands the model can use."

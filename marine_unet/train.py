@@ -27,96 +27,83 @@ from .forward import *
 from .loss import *
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'STEP_SCHEDULES', 'HISTORY_KEYS', 'SUMMARY_KEYS', 'TrainConfig', 'check_config',
-           'build_optimizer', 'build_scheduler', 'train_one_epoch', 'validate', 'rng_state', 'set_rng_state',
-           'save_training_state', 'load_training_state', 'write_history', 'plot_history', 'distributed_context',
-           'epoch_loader', 'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'STEP_SCHEDULES', 'HISTORY_KEYS',
+           'SUMMARY_KEYS', 'TrainConfig', 'check_config', 'build_optimizer', 'build_scheduler', 'train_one_epoch',
+           'validate', 'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history',
+           'plot_history', 'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'train',
+           'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "multistep", "onecycle", "constant")
 MONITORS = ("macro_f1", "miou", "accuracy", "weighted_f1", "val_loss")
+NORMALIZATIONS = ("official", "train", "none")
+CLASS_WEIGHTINGS = ("train", "official", "none")
 
 @dataclass
 class TrainConfig:
-    "Everything a training run needs; see the notebook's parameters cell for each field's meaning."
-    data_dir: str = ""              # MARIDA root; "" = the synthetic default dataset
-    out_dir: str = "runs/train"     # run folder
-    arch: str = "unet"              # model architecture (03_model)
-    encoder: str = "resnet18"       # encoder of smp architectures
-    encoder_weights: str = ""       # local file with 3-band pretrained encoder weights; "" = random init
-    bands: str = ""                 # comma-separated band names; "" = all 11
-    protocol: int = 11              # 11 (benchmark) or 15 classes
-    normalize: str = "official"     # "official", "train" or "none"
+    "Everything a training run needs; each field's comment is its help, word for word the notebook's parameters cell."
+    data_dir: str = ""              # MARIDA root (holding patches/ and splits/); empty: the synthetic default dataset, generated once into a cache
+    out_dir: str = ""               # run folder; empty: runs/train-<date>-<time>
+    arch: str = "unet"              # architecture: unet, unetplusplus, fpn, deeplabv3plus, manet, pspnet, segformer, ..., attention_unet, marida_unet
+    encoder: str = "resnet18"       # encoder of smp architectures (resnet34, efficientnet-b0, tu-hrnet_w18, ...)
+    encoder_weights: str = ""       # local file of 3-band pretrained encoder weights; empty: random initialisation
+    bands: str = ""                 # comma-separated band names, e.g. B2,B3,B4,B8; empty: all 11
+    protocol: int = 11              # 11 classes (the benchmark: codes 12-15 merged into Marine Water) or 15
+    normalize: str = "official"     # band normalisation: official (MARIDA statistics), train (statistics of the training patches) or none
     epochs: int = 100               # maximum number of epochs
-    batch_size: int = 8             # samples per optimizer step (before accumulation)
+    batch_size: int = 8             # samples per optimiser step (global, over all processes; before accumulation)
     lr: float = 1e-3                # peak learning rate
     weight_decay: float = 1e-4      # decoupled weight decay (AdamW) or L2 (Adam, SGD)
     optimizer: str = "adamw"        # adamw, adam or sgd
-    schedule: str = "cosine"        # cosine (with warmup), plateau, multistep, onecycle or constant
+    schedule: str = "cosine"        # cosine (linear warmup then cosine), plateau, multistep, onecycle or constant
     warmup_epochs: int = 1          # linear warmup epochs for cosine
-    milestones: str = ""            # multistep: comma-separated epochs where lr drops 10x ("" = 80% of epochs)
-    loss: str = "combined"          # loss name (04_loss)
-    class_weighting: str = "train"  # class weights for CE: "train" (from the train split), "official" or "none"
+    milestones: str = ""            # multistep: comma-separated epochs where lr drops 10x; empty: at 80 percent of epochs
+    loss: str = "combined"          # loss: combined (0.4 dice + 0.4 focal + 0.2 weighted CE), dice, focal, ce, tversky, ...
+    class_weighting: str = "train"  # class weights for CE: train (from the train split), official or none
     confidence_weighting: bool = False  # weight pixels by MARIDA's annotation confidence
-    augment: str = "marida"         # augmentation preset (02_augment)
+    augment: str = "marida"         # augmentation preset: none, marida (rot90 + flip, as the official baseline) or strong
     cutmix: float = 0.0             # probability of CutMix per batch
     copy_paste: float = 0.0         # probability of rare-class copy-paste per batch
-    precision: str = "auto"         # auto (fp16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16
+    precision: str = "auto"         # mixed precision: auto (fp16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16
     accumulate: int = 1             # gradient accumulation steps
-    clip_grad: float = 1.0          # max gradient norm; 0 = no clipping
-    monitor: str = "macro_f1"       # validation metric for best model and early stopping
-    patience: int = 10              # epochs without improvement before stopping; 0 = never stop early
-    ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0 = off
-    swa_epochs: int = 0             # average weights over the last N epochs (SWA); 0 = off
+    clip_grad: float = 1.0          # max gradient norm; 0: no clipping
+    monitor: str = "macro_f1"       # validation score for the best model and early stopping: macro_f1, miou, accuracy, weighted_f1 or val_loss
+    patience: int = 10              # early stopping: epochs without improvement of the monitored score (0: never stop early)
+    ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0: off
+    swa_epochs: int = 0             # average weights over the last N epochs (SWA); 0: off
     channels_last: bool = False     # channels_last memory format
     seed: int = 0                   # seed of everything random
     deterministic: bool = True      # deterministic kernels (slower on GPU)
     device: str = "auto"            # auto, cpu, cuda, cuda:N or mps
     num_workers: int = 0            # DataLoader worker processes
     cache: bool = True              # decode patches once into .npy files in the cache folder ($MARINE_UNET_CACHE or ~/.cache/marine_unet)
-    resume: bool = False            # continue the run in out_dir from its training state
-    stop_after: int = 0             # leave this call after N more epochs (time-limited jobs; resume goes on); 0 = run to the end
+    resume: bool = False            # continue the run in out_dir from its last completed epoch
+    stop_after: int = 0             # leave this call after N more epochs (time-limited jobs; resume goes on); 0: run to the end
     freeze_batchnorm: bool = False  # keep BatchNorm in eval mode while training (small batches; exact multi-process equivalence)
-    max_batches: int = 0            # stop each epoch after N batches (quick checks); 0 = all
+    max_batches: int = 0            # stop each epoch after N batches (quick checks); 0: all
     progress: bool = True           # show progress bars
 
 # %% ../nbs/05_train.ipynb #ff889033
-def _choice(name: str, value: str, choices: Sequence[str]) -> str:
-    "Lower-cased `value` if it is one of `choices`, else an InputError naming `name`."
-    v = str(value).strip().lower()
-    if v not in choices: raise InputError(f"{name}={value!r}: choose one of {', '.join(choices)}")
-    return v
-
 def check_config(cfg: TrainConfig  # the configuration to check
                 ) -> TrainConfig:
-    "Validate every field of `cfg` (clear InputError naming the field) and return a normalised copy."
+    "Validate every field of `cfg` (clear InputError naming the field) and return a normalised copy; changes nothing else."
     cfg = dataclasses.replace(cfg)
-    for name in ("epochs", "batch_size", "accumulate"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise InputError(f"{name}={v!r}: must be an integer >= 1")
-    for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise InputError(f"{name}={v!r}: must be an integer >= 0")
-    for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"):
-        v = getattr(cfg, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-            raise InputError(f"{name}={v!r}: must be a finite number >= 0")
+    for name in ("epochs", "batch_size", "accumulate"): check_integer(name, getattr(cfg, name), 1)
+    for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after"): check_integer(name, getattr(cfg, name), 0)
+    for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"): check_number(name, getattr(cfg, name), 0)
     if cfg.lr == 0: raise InputError("lr=0: the learning rate must be > 0")
     if cfg.ema_decay >= 1: raise InputError(f"ema_decay={cfg.ema_decay}: must be < 1 (e.g. 0.999)")
     for name in ("cutmix", "copy_paste"):
         if getattr(cfg, name) > 1: raise InputError(f"{name}={getattr(cfg, name)}: a probability must be <= 1")
-    cfg.optimizer = _choice("optimizer", cfg.optimizer, OPTIMIZERS)
-    cfg.schedule = _choice("schedule", cfg.schedule, SCHEDULES)
+    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("monitor", MONITORS), ("normalize", NORMALIZATIONS),
+                          ("class_weighting", CLASS_WEIGHTINGS), ("augment", AUGMENT_PRESETS), ("loss", tuple(LOSSES))):
+        setattr(cfg, name, check_choice(name, getattr(cfg, name), choices))
     cfg.precision = check_choice("precision", cfg.precision, PRECISIONS)
-    cfg.monitor = _choice("monitor", cfg.monitor, MONITORS)
-    cfg.normalize = _choice("normalize", cfg.normalize, ("official", "train", "none"))
-    cfg.class_weighting = _choice("class_weighting", cfg.class_weighting, ("train", "official", "none"))
-    check_protocol(cfg.protocol); band_indices(cfg.bands or None); set_seed(cfg.seed, cfg.deterministic)
+    check_protocol(cfg.protocol); check_integer("seed", cfg.seed, 0, 2**32 - 1)
+    cfg.bands = parse_bands(cfg.bands or None)   # "" = all 11; from here on a checked tuple of names
     cfg.arch = architecture_name(cfg.arch)
     if cfg.arch not in OWN_ARCHITECTURES or cfg.encoder: check_encoder(cfg.encoder)  # own architectures ignore it, but a misspelt name is still refused
-    cfg.augment = _choice("augment", cfg.augment, AUGMENT_PRESETS)
-    cfg.loss = _choice("loss", cfg.loss, tuple(LOSSES))
     if cfg.encoder_weights and not Path(cfg.encoder_weights).is_file(): raise InputError(f"encoder_weights {cfg.encoder_weights}: no such file")
     _milestones(cfg)
     if cfg.swa_epochs > cfg.epochs: raise InputError(f"swa_epochs={cfg.swa_epochs}: more than epochs={cfg.epochs}")
@@ -348,21 +335,19 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 # %% ../nbs/05_train.ipynb #74a0adf5
 def make_train_val_datasets(data_dir: str|Path,          # MARIDA root
-                            cfg: TrainConfig,            # uses augment, normalize, protocol, cache
-                            bands: Sequence[str],        # band names
+                            cfg: TrainConfig,            # uses bands, augment, normalize, protocol, cache
+                            bands: Sequence[str]|None=None,  # band names; None = cfg.bands (checked by check_config)
                             split: tuple|None=None,      # (train_ids, val_ids); None = the official train/val files
                            ) -> tuple[MaridaDataset, MaridaDataset, np.ndarray, np.ndarray]:
     "Training (augmented) and validation datasets normalised alike, and the normalisation mean and std."
     train_ids, val_ids = split or ("train", "val")
-    transform = None if cfg.augment == "none" else build_augment(cfg.augment, bands=list(bands))
-    train_ds = MaridaDataset(data_dir, train_ids, bands, cfg.protocol, None, transform, cache=cfg.cache)
-    if cfg.normalize == "official": mean, std = band_stats(bands)
-    elif cfg.normalize == "train": mean, std = compute_band_stats(data_dir, train_ds.ids, bands, cache=cfg.cache)
-    else: mean, std = np.zeros(len(bands), np.float32), np.ones(len(bands), np.float32)
-    val_ds = MaridaDataset(data_dir, val_ids, bands, cfg.protocol, (mean, std), None, cache=cfg.cache)
-    train_ds.normalize, train_ds.mean, train_ds.std = "given", mean, std
-    if cfg.normalize == "train": train_ds.impute = val_ds.impute = mean  # NaN filled with the statistics in use
-    return train_ds, val_ds, mean, std
+    bands = list(cfg.bands if bands is None else bands)
+    transform = None if cfg.augment == "none" else build_augment(cfg.augment, bands=bands)
+    normalize = "own" if cfg.normalize == "train" else cfg.normalize   # "train": the statistics of the training patches in use
+    train_ds = MaridaDataset(data_dir, train_ids, bands, cfg.protocol, normalize, transform, cache=cfg.cache)
+    val_ds = MaridaDataset(data_dir, val_ids, bands, cfg.protocol, (train_ds.mean, train_ds.std), None, cache=cfg.cache,
+                           impute=train_ds.impute)   # NaN filled alike
+    return train_ds, val_ds, train_ds.mean, train_ds.std
 
 def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[float]|None:
     "CE class weights as the config asks: from the train split's pixels, the official shares, or none."
@@ -377,100 +362,182 @@ def _compatible(saved: dict, cfg: TrainConfig):
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
 
 # %% ../nbs/05_train.ipynb #1a2f74ba
+@dataclass
+class _Run:
+    "What one training run carries from step to step: where it runs, its data, model and optimiser, and its progress."
+    cfg: TrainConfig                  # the checked configuration
+    rank: int                         # this process
+    world: int                        # the number of processes
+    device: torch.device              # where this process computes
+    amp_dtype: torch.dtype|None       # autocast dtype, None = full precision
+    run_dir: Path                     # the run folder
+    data_dir: Path                    # the MARIDA root in use
+    train_ds: Any = None; val_ds: Any = None; mean: Any = None; std: Any = None
+    model: Any = None; net: Any = None; loss_fn: Any = None
+    optimizer: Any = None; scheduler: Any = None; scaler: Any = None; ema: Any = None; swa: Any = None
+    history: list = dataclasses.field(default_factory=list)
+    best: float = -math.inf; best_epoch: int = 0; bad_epochs: int = 0; start: int = 1
+
+    @property
+    def state_path(self) -> Path: return self.run_dir/"training_state.pt"
+    @property
+    def scored(self) -> nn.Module: return self.ema.module if self.ema is not None else self.model  # what is validated and saved
+    @property
+    def names(self) -> list[str]: return class_names(self.cfg.protocol)
+    @property
+    def model_info(self) -> dict:
+        return dict(bands=list(self.cfg.bands), mean=[float(v) for v in self.mean], std=[float(v) for v in self.std],
+                    protocol=self.cfg.protocol, class_names=self.names)
+    def loader(self, dataset, epoch: int=0, shuffle: bool=True) -> DataLoader:
+        "This process's seeded loader of `dataset` for `epoch` (see `epoch_loader`)."
+        return epoch_loader(dataset, self.cfg, epoch, shuffle=shuffle, rank=self.rank, world=self.world)
+
+# %% ../nbs/05_train.ipynb #657ef66d
+def _join_processes(cfg: TrainConfig) -> tuple[int, int, torch.device, torch.dtype|None]:
+    "(rank, world, device, autocast dtype) of this process, joining the torchrun process group when there is one."
+    rank, world, local_rank = distributed_context(cpu=cfg.device == "cpu")
+    if cfg.batch_size % world: raise InputError(f"batch_size={cfg.batch_size}: must be divisible by the {world} processes")
+    device = get_device(f"cuda:{local_rank}" if world > 1 and torch.cuda.is_available() and cfg.device != "cpu" else cfg.device)
+    return rank, world, device, autocast_dtype(cfg.precision, device)
+
+def _run_folder(cfg: TrainConfig) -> Path:
+    "The run folder, refused when it holds a run and `resume` is off, or `resume` is on and it holds none."
+    run_dir = Path(cfg.out_dir)
+    if (run_dir/"training_state.pt").exists() and not cfg.resume:
+        raise InputError(f"out_dir {run_dir}: already holds a run; pass resume=True (marine-unet train --resume, papermill -p resume True) to continue it or choose another out_dir")
+    if cfg.resume and not (run_dir/"training_state.pt").exists(): raise InputError(f"resume: no training_state.pt in out_dir {run_dir}")
+    return run_dir
+
+def _build_data_and_model(run: _Run, split: tuple|None):
+    "Seed the run, then build its datasets, model and loss (in this order: the seed fixes the model's initial weights)."
+    cfg = run.cfg
+    set_seed(cfg.seed, cfg.deterministic)
+    run.train_ds, run.val_ds, run.mean, run.std = make_train_val_datasets(run.data_dir, cfg, split=split)
+    run.model = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol,
+                            encoder_weights=cfg.encoder_weights or None, bands=list(cfg.bands)).to(run.device)
+    if cfg.channels_last: run.model = run.model.to(memory_format=torch.channels_last)
+    run.loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, run.train_ds))
+
+def _build_optimisation(run: _Run):
+    "Optimiser, schedule, fp16 gradient scaler, EMA and SWA averages, and the DDP wrapper the run asks for."
+    cfg, model = run.cfg, run.model
+    run.optimizer = build_optimizer(model.parameters(), cfg)
+    steps = math.ceil(min(len(run.loader(run.train_ds)), cfg.max_batches or 10**9) / cfg.accumulate)
+    run.scheduler = build_scheduler(run.optimizer, cfg, steps)
+    run.scaler = torch.amp.GradScaler(run.device.type) if run.amp_dtype == torch.float16 else None
+    run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
+    run.swa = AveragedModel(model, use_buffers=False) if cfg.swa_epochs else None
+    run.net = DDP(model, device_ids=[run.device.index] if run.device.type == "cuda" else None) if run.world > 1 else model
+
+# %% ../nbs/05_train.ipynb #3d78ab91
+def _restore(run: _Run):
+    "Continue from the run folder's training state, read and checked before anything in the folder changes."
+    state = load_training_state(run.state_path); _compatible(state["config"], run.cfg)
+    run.model.load_state_dict(state["model"]); run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler and state.get("scaler"): run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None: run.ema.load_state_dict(state["ema"])
+    if run.swa is not None: run.swa.load_state_dict(state["swa"])
+    run.history, run.best, run.best_epoch, run.bad_epochs = state["history"], state["best"], state["best_epoch"], state["bad_epochs"]
+    run.start = state["epoch"] + 1; set_rng_state(state["rng"])
+
+def _training_state(run: _Run, epoch: int) -> dict:
+    "Everything a resumed run needs to go on exactly as an uninterrupted one after `epoch`."
+    return {"epoch": epoch, "config": dataclasses.asdict(run.cfg), "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler else None, "ema": run.ema.state_dict() if run.ema is not None else None,
+            "swa": run.swa.state_dict() if run.swa is not None else None, "history": run.history, "best": run.best,
+            "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs, "rng": rng_state()}
+
+def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
+    "Everything before the first epoch; the run folder is written only once all of it is built and checked."
+    rank, world, device, amp_dtype = _join_processes(cfg)
+    run = _Run(cfg, rank, world, device, amp_dtype, _run_folder(cfg), resolve_data_dir(cfg.data_dir))
+    _build_data_and_model(run, split); _build_optimisation(run)
+    if cfg.resume: _restore(run)
+    if rank == 0:
+        make_run_dir(run.run_dir)
+        if cfg.resume: remove_interrupted_writes(run.run_dir)
+        record_run(run.run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(run.data_dir), "bands_resolved": list(cfg.bands)},
+                   run.data_dir, device)
+    return run
+
+# %% ../nbs/05_train.ipynb #a7e42809
+def _run_epoch(run: _Run, epoch: int) -> dict:
+    "Train and validate one epoch from its own seed; its history row."
+    cfg, t0 = run.cfg, time.perf_counter()
+    set_seed(_epoch_seed(cfg.seed, epoch), cfg.deterministic)
+    loader = run.loader(run.train_ds, epoch)
+    n = min(len(loader), cfg.max_batches or len(loader))
+    with tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress or run.rank != 0, leave=False) as bar:
+        row = train_one_epoch(run.net, loader, run.loss_fn, run.optimizer, cfg, run.device, run.amp_dtype, run.scaler,
+                              run.scheduler, run.ema, torch_generator(_epoch_seed(cfg.seed, epoch)), bar)
+    if run.swa is not None and epoch > cfg.epochs - cfg.swa_epochs: run.swa.update_parameters(run.model)
+    scores = validate(run.scored, run.loader(run.val_ds, shuffle=False), cfg.protocol, run.device, run.loss_fn,
+                      run.amp_dtype, run.names, cfg.max_batches, cfg.channels_last)
+    if cfg.schedule == "multistep": run.scheduler.step()
+    if cfg.schedule == "plateau": run.scheduler.step(scores[cfg.monitor])
+    return {"epoch": epoch, **row, **{key: scores[key] for key in HISTORY_KEYS if key in scores},
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+def _end_epoch(run: _Run, row: dict):
+    "Book the epoch (history, best score, early-stopping count); rank 0 writes its files, training_state.pt last."
+    cfg, epoch, sign = run.cfg, row["epoch"], -1 if run.cfg.monitor == "val_loss" else 1
+    run.history.append(row)
+    improved = sign * row[cfg.monitor] > run.best
+    if improved: run.best, run.best_epoch, run.bad_epochs = sign * row[cfg.monitor], epoch, 0
+    else: run.bad_epochs += 1
+    if run.rank != 0: return
+    write_history(run.run_dir, run.history); plt.close(plot_history(run.history, run.run_dir/"curves.png"))
+    save_model(run.scored, run.run_dir/"last_model", overwrite=True, **run.model_info)
+    if improved: save_model(run.scored, run.run_dir/"best_model", overwrite=True, **run.model_info)
+    save_training_state(run.state_path, _training_state(run, epoch))
+    if cfg.progress: print(f"epoch {epoch}: " + ", ".join(f"{key} {row[key]:.4f}" for key in ("train_loss", "val_loss", cfg.monitor) if key in row))
+
+# %% ../nbs/05_train.ipynb #cb335562
+def _finish_swa(run: _Run) -> dict[str, Any]:
+    "Refresh the SWA model's BatchNorm statistics, score it and (rank 0) save it as swa_model/."
+    refresh_batchnorm(run.swa.module, run.loader(run.train_ds), run.device, run.cfg.max_batches)
+    scores = validate(run.swa.module, run.loader(run.val_ds, shuffle=False), run.cfg.protocol, run.device,
+                      run.loss_fn, run.amp_dtype, run.names, run.cfg.max_batches)
+    if run.rank == 0: save_model(run.swa.module, run.run_dir/"swa_model", overwrite=True, **run.model_info)
+    return scores
+
+def _final_validation(run: _Run) -> dict[str, Any]:
+    "Scores of best_model/ as re-read from its folder (so the saved model is what was scored), with the best epoch."
+    best_model, _ = load_model(run.run_dir/"best_model", device=run.device)
+    metrics = validate(best_model, run.loader(run.val_ds, shuffle=False), run.cfg.protocol, run.device,
+                       None, run.amp_dtype, run.names, run.cfg.max_batches)
+    metrics["best_epoch"] = run.best_epoch
+    return metrics
+
+def _finish(run: _Run, last_epoch: int) -> dict[str, Any]:
+    "The run's result; a finished run also gets its SWA model and the best model's scores (metrics.json)."
+    cfg = run.cfg
+    result = {"run_dir": str(run.run_dir), "best_epoch": run.best_epoch, "epochs_run": len(run.history), "history": run.history,
+              "finished": last_epoch == cfg.epochs or run.bad_epochs >= cfg.patience > 0}
+    if not result["finished"]: return result  # stopped by stop_after: resume=True continues
+    if run.swa is not None: result["swa"] = _finish_swa(run)
+    if run.world > 1: dist.barrier()
+    result["metrics"] = _final_validation(run)
+    if run.rank == 0:
+        write_json(run.run_dir/"metrics.json", {k: v for k, v in result["metrics"].items() if k != "val_loss"} | ({"swa": result["swa"]} if "swa" in result else {}))
+    return result
+
+# %% ../nbs/05_train.ipynb #424f90a8
 def train(cfg: TrainConfig|None=None,  # the run's configuration
           split: tuple|None=None,      # (train_ids, val_ids) instead of the official split (k-fold runs)
           **overrides,                 # fields to change in `cfg`
          ) -> dict[str, Any]:
     "Train a model as `cfg` says; return the run folder, best epoch and final validation scores."
     cfg = check_config(dataclasses.replace(cfg or TrainConfig(), **overrides))
-    rank, world, local_rank = distributed_context(cpu=cfg.device == "cpu")
-    if cfg.batch_size % world: raise InputError(f"batch_size={cfg.batch_size}: must be divisible by the {world} processes")
-    device = get_device(f"cuda:{local_rank}" if world > 1 and torch.cuda.is_available() and cfg.device != "cpu" else cfg.device)
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    run_dir, state_path = Path(cfg.out_dir), Path(cfg.out_dir)/"training_state.pt"
-    if state_path.exists() and not cfg.resume:
-        raise InputError(f"out_dir {run_dir}: already holds a run; pass resume=True (marine-unet train --resume, papermill -p resume True) to continue it or choose another out_dir")
-    if cfg.resume and not state_path.exists(): raise InputError(f"resume: no training_state.pt in out_dir {run_dir}")
-    data_dir = resolve_data_dir(cfg.data_dir)
-    bands = list(cfg.bands.split(",")) if cfg.bands else list(BAND_NAMES)
-    bands = [BAND_NAMES[i] for i in band_indices(bands)]
-    names, k = class_names(cfg.protocol), cfg.protocol
-    set_seed(cfg.seed, cfg.deterministic)
-    train_ds, val_ds, mean, std = make_train_val_datasets(data_dir, cfg, bands, split)
-    model = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(bands), classes=k,
-                        encoder_weights=cfg.encoder_weights or None, bands=bands).to(device)
-    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, train_ds))
-    optimizer = build_optimizer(model.parameters(), cfg)
-    steps = math.ceil(min(len(epoch_loader(train_ds, cfg, 0, rank=rank, world=world)), cfg.max_batches or 10**9) / cfg.accumulate)
-    scheduler = build_scheduler(optimizer, cfg, steps)
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
-    swa = AveragedModel(model, use_buffers=False) if cfg.swa_epochs else None
-    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-    history, best, best_epoch, bad_epochs, start = [], -math.inf, 0, 0, 1
-    if cfg.resume:  # the saved state is read and checked before anything in the run folder changes
-        state = load_training_state(state_path); _compatible(state["config"], cfg)
-        model.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"]); scheduler.load_state_dict(state["scheduler"])
-        if scaler and state.get("scaler"): scaler.load_state_dict(state["scaler"])
-        if ema is not None: ema.load_state_dict(state["ema"])
-        if swa is not None: swa.load_state_dict(state["swa"])
-        history, best, best_epoch, bad_epochs = state["history"], state["best"], state["best_epoch"], state["bad_epochs"]
-        start = state["epoch"] + 1; set_rng_state(state["rng"])
-    if rank == 0:  # only now, with data, model, loss (and a resumed state) built and checked, does the run folder get written
-        make_run_dir(run_dir)
-        if cfg.resume: remove_interrupted_writes(run_dir)
-        record_run(run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir), "bands_resolved": bands}, data_dir, device)
-    sign = -1 if cfg.monitor == "val_loss" else 1
-    model_info = dict(bands=bands, mean=[float(v) for v in mean], std=[float(v) for v in std], protocol=cfg.protocol, class_names=names)
-    last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start - 1 + cfg.stop_after)
-    for epoch in range(start, last_epoch + 1):
-        if bad_epochs >= cfg.patience > 0: break
-        t0 = time.perf_counter(); set_seed(_epoch_seed(cfg.seed, epoch), cfg.deterministic)
-        loader = epoch_loader(train_ds, cfg, epoch, rank=rank, world=world)
-        n = min(len(loader), cfg.max_batches or len(loader))
-        with tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress or rank != 0, leave=False) as bar:
-            row = train_one_epoch(net, loader, loss_fn, optimizer, cfg, device, amp_dtype, scaler, scheduler, ema,
-                                  torch_generator(_epoch_seed(cfg.seed, epoch)), bar)
-        if swa is not None and epoch > cfg.epochs - cfg.swa_epochs: swa.update_parameters(model)
-        scored = ema.module if ema is not None else model
-        scores = validate(scored, epoch_loader(val_ds, cfg, 0, shuffle=False, rank=rank, world=world), k, device,
-                          loss_fn, amp_dtype, names, cfg.max_batches, cfg.channels_last)
-        if cfg.schedule == "multistep": scheduler.step()
-        if cfg.schedule == "plateau": scheduler.step(scores[cfg.monitor])
-        row = {"epoch": epoch, **row, **{key: scores[key] for key in HISTORY_KEYS if key in scores},
-               "seconds": round(time.perf_counter() - t0, 3)}
-        history.append(row)
-        improved = sign * scores[cfg.monitor] > best
-        if improved: best, best_epoch, bad_epochs = sign * scores[cfg.monitor], epoch, 0
-        else: bad_epochs += 1
-        if rank == 0:
-            write_history(run_dir, history); plt.close(plot_history(history, run_dir/"curves.png"))
-            save_model(scored, run_dir/"last_model", overwrite=True, **model_info)
-            if improved: save_model(scored, run_dir/"best_model", overwrite=True, **model_info)
-            save_training_state(state_path, {
-                "epoch": epoch, "config": dataclasses.asdict(cfg), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None, "ema": ema.state_dict() if ema is not None else None,
-                "swa": swa.state_dict() if swa is not None else None, "history": history, "best": best,
-                "best_epoch": best_epoch, "bad_epochs": bad_epochs, "rng": rng_state()})
-            if cfg.progress: print(f"epoch {epoch}: " + ", ".join(f"{key} {row[key]:.4f}" for key in ("train_loss", "val_loss", cfg.monitor) if key in row))
-    result = {"run_dir": str(run_dir), "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
-              "finished": last_epoch == cfg.epochs or bad_epochs >= cfg.patience > 0}
-    if not result["finished"]: return result  # stopped by stop_after: resume=True continues
-    if swa is not None:
-        refresh_batchnorm(swa.module, epoch_loader(train_ds, cfg, 0, rank=rank, world=world), device, cfg.max_batches)
-        result["swa"] = validate(swa.module, epoch_loader(val_ds, cfg, 0, shuffle=False, rank=rank, world=world), k, device,
-                                 loss_fn, amp_dtype, names, cfg.max_batches)
-        if rank == 0: save_model(swa.module, run_dir/"swa_model", overwrite=True, **model_info)
-    if world > 1: dist.barrier()
-    best_model, _ = load_model(run_dir/"best_model", device=device)
-    result["metrics"] = validate(best_model, epoch_loader(val_ds, cfg, 0, shuffle=False, rank=rank, world=world), k, device,
-                                 None, amp_dtype, names, cfg.max_batches)
-    result["metrics"]["best_epoch"] = best_epoch
-    if rank == 0:
-        write_json(run_dir/"metrics.json", {k_: v for k_, v in result["metrics"].items() if k_ != "val_loss"} | ({"swa": result["swa"]} if "swa" in result else {}))
-    return result
+    if not cfg.out_dir: cfg.out_dir = time.strftime("runs/train-%Y%m%d-%H%M%S")   # check_config's copy: the caller's cfg is unchanged
+    run = _start_run(cfg, split)
+    last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
+    for epoch in range(run.start, last_epoch + 1):
+        if run.bad_epochs >= cfg.patience > 0: break
+        _end_epoch(run, _run_epoch(run, epoch))
+    return _finish(run, last_epoch)
 
 # %% ../nbs/05_train.ipynb #dcec6d1f
 @torch.no_grad()
