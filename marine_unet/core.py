@@ -18,11 +18,11 @@ import torch
 
 # %% auto #0
 __all__ = ['BANDS', 'BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15',
-           'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'PROTOCOLS', 'SPLITS',
-           'TRACKED_PACKAGES', 'InputError', 'check_integer', 'check_number', 'check_choice', 'Band', 'parse_bands',
-           'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors', 'codes_to_target',
-           'class_distribution', 'rgb_composite', 'mask_to_rgb', 'set_seed', 'seed_worker', 'torch_generator',
-           'get_device', 'as_device', 'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff',
+           'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'NODATA_CLASS', 'PROTOCOLS',
+           'SPLITS', 'TRACKED_PACKAGES', 'InputError', 'check_integer', 'check_number', 'check_choice', 'Band',
+           'parse_bands', 'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors',
+           'codes_to_target', 'class_distribution', 'rgb_composite', 'mask_to_rgb', 'set_seed', 'seed_worker',
+           'torch_generator', 'get_device', 'as_device', 'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff',
            'interrupted_writes', 'remove_interrupted_writes', 'cache_root', 'package_versions', 'git_commit',
            'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
            'markdown_table']
@@ -124,6 +124,7 @@ CLASS_DISTRIBUTION_15 = (0.00452, 0.00203, 0.00254, 0.00168, 0.00766, 0.15206, 0
                          0.00109, 0.20218, 0.03226, 0.00693, 0.01322, 0.01158, 0.00052)  # official pixel shares
 MERGED_INTO_WATER = (12, 13, 14, 15)  # codes the 11-class protocol folds into Marine Water (7)
 IGNORE_INDEX = -1  # target value of pixels that are not annotated
+NODATA_CLASS = 255  # class-map value of pixels without data
 PROTOCOLS = (11, 15)
 
 # %% ../nbs/00_core.ipynb #218eac29

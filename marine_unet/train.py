@@ -157,6 +157,29 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool=False) -> 
     return out
 
 # %% ../nbs/05_train.ipynb #225e523e
+def _train_mode(model: nn.Module, freeze_batchnorm: bool):
+    "Training mode, with BatchNorm layers kept in eval mode (frozen statistics) when asked."
+    model.train()
+    if freeze_batchnorm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+
+def _mix_batch(batch: dict, cfg: TrainConfig, generator: torch.Generator|None) -> dict:
+    "The batch after CutMix and rare-class copy-paste, each drawn with its probability from `generator`."
+    if cfg.cutmix and torch.rand((), generator=generator) < cfg.cutmix: batch = cutmix(batch, generator=generator)
+    if cfg.copy_paste and torch.rand((), generator=generator) < cfg.copy_paste: batch = copy_paste_rare(batch, generator=generator)
+    return batch
+
+def _optimiser_step(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, scaler, scheduler, ema):
+    "One optimiser step on the accumulated gradients: unscale, clip, step, zero, then per-step schedule and EMA."
+    if scaler: scaler.unscale_(optimizer)
+    if cfg.clip_grad: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    if scaler: scaler.step(optimizer); scaler.update()
+    else: optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if scheduler is not None and cfg.schedule in STEP_SCHEDULES: scheduler.step()
+    if ema is not None: ema.update_parameters(unwrap_model(model))
+
 def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
                     loader: Iterable[dict],     # training batches
                     loss_fn: Callable,          # (logits, target, weight) -> scalar
@@ -171,18 +194,13 @@ def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
                     progress: Any=None,         # a tqdm bar to advance, or None
                    ) -> dict[str, float]:
     "Train `model` for one pass over `loader`; return the mean loss and the last learning rate."
-    model.train(); optimizer.zero_grad(set_to_none=True)
-    if cfg.freeze_batchnorm:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+    _train_mode(model, cfg.freeze_batchnorm); optimizer.zero_grad(set_to_none=True)
     distributed = dist.is_available() and dist.is_initialized()
     n_batches = len(loader) if cfg.max_batches == 0 else min(len(loader), cfg.max_batches)
     total, seen = 0.0, 0
     for i, batch in enumerate(loader):
         if i >= n_batches: break
-        if cfg.cutmix and torch.rand((), generator=generator) < cfg.cutmix: batch = cutmix(batch, generator=generator)
-        if cfg.copy_paste and torch.rand((), generator=generator) < cfg.copy_paste: batch = copy_paste_rare(batch, generator=generator)
-        batch = _to_device(batch, device, cfg.channels_last)
+        batch = _to_device(_mix_batch(batch, cfg, generator), device, cfg.channels_last)
         weight = confidence_weights(batch["conf"]) if cfg.confidence_weighting else None
         with autocast(device, amp_dtype):
             logits = model(batch["image"])
@@ -192,14 +210,7 @@ def train_one_epoch(model: nn.Module,           # the model (DDP-wrapped or not)
         step_loss = loss / cfg.accumulate
         if distributed: step_loss = step_loss * _pixel_share(batch["mask"], weight)
         (scaler.scale(step_loss) if scaler else step_loss).backward()
-        if (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches:
-            if scaler: scaler.unscale_(optimizer)
-            if cfg.clip_grad: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            if scaler: scaler.step(optimizer); scaler.update()
-            else: optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if scheduler is not None and cfg.schedule in STEP_SCHEDULES: scheduler.step()
-            if ema is not None: ema.update_parameters(unwrap_model(model))
+        if (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches: _optimiser_step(model, optimizer, cfg, scaler, scheduler, ema)
         total += loss_value * len(batch["image"]); seen += len(batch["image"])
         if progress is not None: progress.update(1); progress.set_postfix(loss=f"{total / seen:.4f}")
     return {"train_loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"]}
