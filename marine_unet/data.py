@@ -7,11 +7,10 @@ from __future__ import annotations
 from .core import *
 import hashlib, json, os, re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
-from rasterio.transform import from_origin
 import torch
 from torch.utils.data import DataLoader, Dataset
 from fastcore.basics import patch

@@ -4,14 +4,13 @@
 
 # %% ../nbs/06_evaluate.ipynb #2bf376a6
 from __future__ import annotations
-import json, math, os, time
+import math
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-import matplotlib
 import matplotlib.pyplot as plt
 from .core import *
 from .metrics import *

@@ -5,22 +5,19 @@
 # %% ../nbs/07_infer.ipynb #1b7fda13
 from __future__ import annotations
 from .core import *
-import datetime, hashlib, json, os, shutil, tempfile, warnings
+import hashlib, json, os, shutil, tempfile, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 import numpy as np
 import rasterio
-from rasterio.crs import CRS
 from rasterio.enums import Interleaving
 from rasterio.errors import RasterioError
-from rasterio.transform import from_origin
 from rasterio.windows import Window
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .model import load_model, input_multiple
-from .metrics import check_probabilities
 from .forward import autocast_dtype, model_device, prepare_model, predict_array
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #acf9efe9
 from __future__ import annotations
-import inspect, json, os, shutil, tempfile, uuid
+import inspect, json, os
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #2d473a7f
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, shutil, subprocess, sys, tempfile, time
+import dataclasses, math, os, random, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
