@@ -11,8 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 # %% auto #0
-__all__ = ['MARIDA_SCENES', 'SYNTHETIC_SPECTRA', 'SYNTHETIC_VERSION', 'utm_epsg', 'make_synthetic_marida', 'synthetic_marida_dir',
-           'resolve_data_dir']
+__all__ = ['MARIDA_SCENES', 'SYNTHETIC_SPECTRA', 'SYNTHETIC_FAMILIES', 'SYNTHETIC_VERSION', 'utm_epsg', 'SyntheticFamily',
+           'make_synthetic_marida', 'synthetic_marida_dir', 'resolve_data_dir']
 
 # %% ../nbs/01a_synthetic.ipynb #492698ff
 MARIDA_SCENES = {
@@ -150,17 +150,19 @@ def _draw_filaments(rng: np.random.Generator,  # random source
                     size: int,                 # patch side in pixels
                     count: int,                # number of filaments
                     wind: float,               # wind direction, radians: windrows line up with it
+                    widths: tuple[float, float]=(0.8, 2.5),  # range of the filament widths, px
+                    threshold: float=0.2,      # debris fraction from which a pixel is clearly debris (labelled)
                    ) -> list[_Layer]:
-    "Marine Debris: long, thin, curvy filaments (1-2.5 px) that are mostly sub-pixel mixtures with water."
+    "Marine Debris: long, thin, curvy filaments (`widths` px) that are mostly sub-pixel mixtures with water."
     layers = []
     for _ in range(count):
         length = rng.uniform(20, 70)
         points = _random_path(rng, _where(rng, size), wind + rng.normal(0, 0.35), length, curl=0.12)
         points += _where(rng, size, 8) - points.mean(0)                  # centre it inside the patch
-        cover, along = _polyline_coverage(size, points, (rng.uniform(0.8, 2.5),) * 2)
+        cover, along = _polyline_coverage(size, points, (rng.uniform(*widths),) * 2)
         density = np.interp(along, np.linspace(0, 1, 7), rng.uniform(0.2, 0.85, 7))  # patchy along the line
         first = rng.uniform(0, 0.35); last = rng.uniform(max(first + 0.3, 0.6), 1)
-        layers.append(_layer(1, cover * density, 0.2, part=(along >= first) & (along <= last), brightness=rng.uniform(0.75, 1.3)))
+        layers.append(_layer(1, cover * density, threshold, part=(along >= first) & (along <= last), brightness=rng.uniform(0.75, 1.3)))
     return layers
 
 # %% ../nbs/01a_synthetic.ipynb #1e0b8a46
@@ -377,13 +379,14 @@ def _annotate(rng: np.random.Generator,  # random source
 # %% ../nbs/01a_synthetic.ipynb #90f881f9
 def _observe(rng: np.random.Generator,  # random source
              image: np.ndarray,         # (11, h, w) surface reflectance
-             scene: dict,               # the scene's conditions (gain, haze, glint)
+             scene: dict,               # the scene's conditions (gain, haze, glint; band_offset if any)
              offset: tuple[int, int],   # (row, col) of the patch inside its tile, px
             ) -> np.ndarray:
-    "What Sentinel-2 records: scene gain, haze and glint, each band at its own resolution, and noise."
+    "What Sentinel-2 records: scene gain, haze, glint and offset, each band at its own resolution, and noise."
     size = image.shape[-1]
     glint = scene["glint"] * np.clip(1 + 0.8 * _smooth_field(rng, size, size / 4), 0, None)
     image = image * (scene["gain"] * rng.normal(1, 0.015))[:, None, None] + scene["haze"][:, None, None] + glint * np.linspace(1, 0.7, 11)[:, None, None]
+    if "band_offset" in scene: image = image + scene["band_offset"][:, None, None]   # per-band offsets (the archive family)
     out = np.empty_like(image)
     for band, resolution in enumerate(_BAND_RESOLUTION_M):
         k = resolution // 10; top, left = offset[0] % k, offset[1] % k
@@ -392,6 +395,26 @@ def _observe(rng: np.random.Generator,  # random source
         blocks = blocks + rng.normal(0, 0.0015 / k ** 0.5 + 0.01 * np.abs(blocks))
         out[band] = np.repeat(np.repeat(blocks, k, 0), k, 1)[top:top + size, left:left + size]
     return np.clip(out, 0, None).astype(np.float32)
+
+# %% ../nbs/01a_synthetic.ipynb #99139981
+class SyntheticFamily(NamedTuple):
+    "What a dataset family sets: default patch size, split of the scenes, debris width, per-band radiometry."
+    size: int                             # default patch side, px
+    split_shares: tuple[int, int, int]    # train : val : test shares of the scenes
+    filament_widths: tuple[float, float]  # range of the debris filament widths, px
+    debris_threshold: float               # debris fraction from which a pixel is labelled Marine Debris
+    band_radiometry: bool                 # each scene gets its own gain (±15 %) and offset (±0.004) per band
+
+SYNTHETIC_FAMILIES = {
+    "default": SyntheticFamily(128, (36, 12, 15), (0.8, 2.5), 0.2, False),
+    "archive": SyntheticFamily(256, (1, 1, 2), (0.25, 1.1), 0.1, True),
+}  # make_synthetic_marida's `family` choices
+
+def _band_radiometry(rng: np.random.Generator,  # the scene's own stream for it (not the scene's main stream)
+                    ) -> dict:
+    "One acquisition's own calibration: a gain within ±15 % and an offset within ±0.004 reflectance, per band."
+    return {"gain": rng.uniform(0.85, 1.15, len(BAND_NAMES)).astype(np.float32),
+            "band_offset": rng.uniform(-0.004, 0.004, len(BAND_NAMES)).astype(np.float32)}
 
 # %% ../nbs/01a_synthetic.ipynb #96d16233
 def _scene_conditions(rng: np.random.Generator,  # random source of the scene
@@ -413,15 +436,16 @@ def _synthetic_patch(rng: np.random.Generator,  # random source of the patch
                      scene: dict,               # from _scene_conditions
                      size: int,                 # patch side in pixels
                      offset: tuple[int, int],   # (row, col) of the patch inside its tile
+                     family: str="default",     # key of SYNTHETIC_FAMILIES (sets the debris filaments)
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "One synthetic patch: float32 reflectance (11, size, size), uint8 class codes, uint8 confidence."
-    area, wind = (size / 128) ** 2, scene["wind"]
+    area, wind, kind = (size / 128) ** 2, scene["wind"], SYNTHETIC_FAMILIES[family]
     count = lambda mean: int(rng.poisson(mean * area))
     image, labels, layers = _water_background(rng, size, scene["regime"])
     layers += _draw_waves(rng, size, wind, scene["waves"])
     layers += _draw_sargassum(rng, size, count(scene["sargassum"]), wind)
     layers += _draw_organic(rng, size, count(1.2))
-    layers += _draw_filaments(rng, size, count(1.8) + int(rng.random() < 0.85), wind)
+    layers += _draw_filaments(rng, size, count(1.8) + int(rng.random() < 0.85), wind, kind.filament_widths, kind.debris_threshold)
     layers += _draw_foam(rng, size, count(1.0), wind)
     layers += _draw_ships(rng, size, count(scene["ships"]))
     layers += _draw_clouds(rng, size, scene["cloud_cover"], scene["shadow_shift"])
@@ -430,17 +454,19 @@ def _synthetic_patch(rng: np.random.Generator,  # random source of the patch
     return _observe(rng, image, scene, offset), codes, confidence
 
 # %% ../nbs/01a_synthetic.ipynb #2375ab24
-def _split_counts(scenes: int  # total number of scenes, 3..63
+def _split_counts(scenes: int,                              # total number of scenes, 3..63
+                  shares: tuple[int, int, int]=(36, 12, 15),  # train : val : test (MARIDA's proportions)
                  ) -> dict[str, int]:
-    "Scenes per split, in MARIDA's 36 : 12 : 15 proportions, at least one each."
-    val = min(max(1, round(scenes * 12 / 63)), 12)
-    test = min(max(1, round(scenes * 15 / 63)), 15)
+    "Scenes per split in `shares` proportions, at least one each and at most MARIDA's 12 val and 15 test scenes."
+    total = sum(shares)
+    val = min(max(1, round(scenes * shares[1] / total)), 12)
+    test = min(max(1, round(scenes * shares[2] / total)), 15, scenes - val - 1)
     return {"train": scenes - val - test, "val": val, "test": test}
 
-def _choose_scenes(scenes: int, seed: int) -> dict[str, list[str]]:
+def _choose_scenes(scenes: int, seed: int, shares: tuple[int, int, int]=(36, 12, 15)) -> dict[str, list[str]]:
     "Real MARIDA scene names for each split, drawn with `seed`."
     rng = np.random.default_rng([seed, 0])
-    return {split: sorted(rng.permutation(MARIDA_SCENES[split])[:n].tolist()) for split, n in _split_counts(scenes).items()}
+    return {split: sorted(rng.permutation(MARIDA_SCENES[split])[:n].tolist()) for split, n in _split_counts(scenes, shares).items()}
 
 # %% ../nbs/01a_synthetic.ipynb #898ceb47
 def _add_nans(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
@@ -458,14 +484,18 @@ def _add_nans(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 # %% ../nbs/01a_synthetic.ipynb #914cfc4e
 SYNTHETIC_VERSION = 1  # bump when the generator's output changes: cached datasets are keyed by it
 
-def _check_synthetic_params(scenes: int, patches_per_scene: int, size: int, seed: int, nan_fraction: float) -> dict:
-    "Validate the generator's parameters; return them as a dict."
+def _check_synthetic_params(scenes: int, patches_per_scene: int, size: int|None, seed: int, nan_fraction: float,
+                            family: str="default") -> dict:
+    "Validate the generator's parameters (size None: the family's); return them as a dict."
+    family = check_choice("family", family, tuple(SYNTHETIC_FAMILIES))
+    if size is None: size = SYNTHETIC_FAMILIES[family].size
     try: scenes = check_integer("scenes", scenes, 3, 63)
     except InputError as e: raise InputError(f"{e} (at least one scene per split; MARIDA has 63)") from None
     patches_per_scene, size = check_integer("patches_per_scene", patches_per_scene, 1, 1000), check_integer("size", size, 32, 2048)
     if size % 32: raise InputError(f"size={size}: must be a multiple of 32 (encoders downsample 5 times)")
-    return {"scenes": scenes, "patches_per_scene": patches_per_scene, "size": size,
-            "seed": check_integer("seed", seed, 0, 2**32 - 1), "nan_fraction": check_number("nan_fraction", nan_fraction, 0, 1)}
+    params = {"scenes": scenes, "patches_per_scene": patches_per_scene, "size": size,
+              "seed": check_integer("seed", seed, 0, 2**32 - 1), "nan_fraction": check_number("nan_fraction", nan_fraction, 0, 1)}
+    return params if family == "default" else params | {"family": family}   # default: as before families (same cache names)
 
 # %% ../nbs/01a_synthetic.ipynb #55852ba6
 def _write_synthetic(folder: Path,  # empty folder to fill
@@ -473,7 +503,8 @@ def _write_synthetic(folder: Path,  # empty folder to fill
                     ) -> Path:
     "Write the whole synthetic dataset (patches, splits, synthetic_marida.json) into `folder`."
     size, per_scene, seed = params["size"], params["patches_per_scene"], params["seed"]
-    chosen = _choose_scenes(params["scenes"], seed)
+    family = params.get("family", "default"); kind = SYNTHETIC_FAMILIES[family]
+    chosen = _choose_scenes(params["scenes"], seed, kind.split_shares)
     total = params["scenes"] * per_scene
     nan_count = 0 if params["nan_fraction"] == 0 else max(1, round(params["nan_fraction"] * total))
     with_nan = set(np.random.default_rng([seed, 1]).permutation(total)[:nan_count].tolist())
@@ -483,12 +514,13 @@ def _write_synthetic(folder: Path,  # empty folder to fill
         for scene_index, scene_name in enumerate(chosen[split]):
             scene_rng = np.random.default_rng([seed, 2, split_index, scene_index])
             scene = _scene_conditions(scene_rng, regimes[(scene_index + split_index) % len(regimes)])
+            if kind.band_radiometry: scene |= _band_radiometry(np.random.default_rng([seed, 5, split_index, scene_index]))
             tile = scene_name.split("_")[1]; epsg, (east, north) = utm_epsg(tile), _tile_origin(tile)
             cells = scene_rng.permutation((10_980 // size) ** 2)[:per_scene]
             out = folder / "patches" / f"S2_{scene_name}"; out.mkdir(parents=True)
             for n, cell in enumerate(cells):
                 row, col = divmod(int(cell), 10_980 // size); offset = (row * size, col * size)
-                image, codes, confidence = _synthetic_patch(np.random.default_rng([seed, 3, split_index, scene_index, n]), scene, size, offset)
+                image, codes, confidence = _synthetic_patch(np.random.default_rng([seed, 3, split_index, scene_index, n]), scene, size, offset, family)
                 if number in with_nan: image = _add_nans(np.random.default_rng([seed, 4, number]), image)
                 origin, stem = (east + 10.0 * offset[1], north - 10.0 * offset[0]), out / f"S2_{scene_name}_{n}"
                 write_geotiff(stem.with_suffix(".tif"), image, epsg, origin)
@@ -503,15 +535,16 @@ def _write_synthetic(folder: Path,  # empty folder to fill
 
 # %% ../nbs/01a_synthetic.ipynb #962f4291
 def make_synthetic_marida(root: str|Path,             # dataset folder to create (MARIDA layout)
-                          scenes: int=20,             # scenes in all, 3..63, split 36 : 12 : 15 like MARIDA
+                          scenes: int=20,             # scenes in all, 3..63, split 36 : 12 : 15 like MARIDA (family default)
                           patches_per_scene: int=6,   # patches per scene
-                          size: int=128,              # patch side in pixels (MARIDA: 256), multiple of 32
+                          size: int|None=None,        # patch side in pixels, multiple of 32 (None: the family's, 128 or 256)
                           seed: int=0,                # seed of everything random
                           nan_fraction: float=0.05,   # share of patches with some NaN pixels (>= 1 patch if > 0)
                           overwrite: bool=False,      # replace an existing non-empty `root`
+                          family: str="default",      # dataset family, a key of SYNTHETIC_FAMILIES: "default" or "archive"
                          ) -> Path:
     "Write a synthetic dataset in the exact MARIDA layout to `root`; return `root`."
-    params = _check_synthetic_params(scenes, patches_per_scene, size, seed, nan_fraction)
+    params = _check_synthetic_params(scenes, patches_per_scene, size, seed, nan_fraction, family)
     root = Path(root)
     if root.exists() and not root.is_dir(): raise InputError(f"root {root}: exists and is not a folder")
     if root.is_dir() and any(root.iterdir()) and not overwrite:
@@ -529,14 +562,16 @@ def _cache_dir(cache_dir: str|Path|None) -> Path:
 def synthetic_marida_dir(cache_dir: str|Path|None=None,  # cache folder (default $MARINE_UNET_CACHE or ~/.cache/marine_unet)
                          scenes: int=20,                 # as in make_synthetic_marida
                          patches_per_scene: int=6,
-                         size: int=128,
+                         size: int|None=None,
                          seed: int=0,
                          nan_fraction: float=0.05,
+                         family: str="default",          # dataset family (each family has its own cache entries)
                         ) -> Path:
     "The synthetic MARIDA dataset with these parameters, generated once into the cache and reused."
-    params = _check_synthetic_params(scenes, patches_per_scene, size, seed, nan_fraction)
+    params = _check_synthetic_params(scenes, patches_per_scene, size, seed, nan_fraction, family)
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-    final = _cache_dir(cache_dir) / f"synthetic_marida_v{SYNTHETIC_VERSION}_{scenes}x{patches_per_scene}x{size}_seed{seed}_{digest}"
+    family_tag = f"{params['family']}_" if "family" in params else ""   # the default family's names as before families
+    final = _cache_dir(cache_dir) / f"synthetic_marida_v{SYNTHETIC_VERSION}_{family_tag}{scenes}x{patches_per_scene}x{params['size']}_seed{seed}_{digest}"
     if final.is_dir(): return final
     with atomic_folder(final, overwrite=False) as work: _write_synthetic(work, params)   # a copy made meanwhile wins
     return final
