@@ -6,6 +6,7 @@ Both are trained on the synthetic train split and scored on the SAME test split 
     python bench/quality.py                       # RF + U-Net defaults, seeds 0 1 2
     python bench/quality.py --set epochs=80 --set lr=0.002 --tag e80-lr2e-3    # another U-Net configuration
     python bench/quality.py --quick               # smoke run (2 epochs, 1 seed, small RF)
+    python bench/quality.py --family archive      # on the archive family's dataset (marine_unet.synthetic.SYNTHETIC_FAMILIES)
 """
 from __future__ import annotations
 import dataclasses, sys, time
@@ -18,7 +19,7 @@ import torch
 from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target, parse_bands
 from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.data import MaridaDataset
-from marine_unet.synthetic import synthetic_marida_dir
+from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
 from marine_unet.evaluate import evaluate_model
 
@@ -94,7 +95,7 @@ def unet_run(overrides: dict, seed: int, run_dir: Path, reuse: bool=True) -> dic
     history = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
     train_s = sum(float(h.get("seconds", 0)) for h in history) or time.perf_counter() - t0   # epochs' own time (also for reused runs)
     val = json.loads(done.read_text())
-    test = evaluate_model(run_dir / "best_model", split="test", device="cuda" if torch.cuda.is_available() else "cpu")
+    test = evaluate_model(run_dir / "best_model", overrides.get("data_dir", ""), split="test", device="cuda" if torch.cuda.is_available() else "cpu")
     return {"seed": seed, "run_dir": str(run_dir), "train_seconds": round(train_s, 1), "epochs_run": len(history), "best_epoch": val.get("best_epoch"),
             "val": {k: val[k] for k in ("macro_f1", "miou")}, "scores": test}
 
@@ -120,6 +121,7 @@ def main():
     p.add_argument("--tag", default="", help="name of this U-Net configuration (run folders and results file)")
     p.add_argument("--no-rf", action="store_true", help="skip the Random Forest (reuse its numbers from results/quality_rf.json)")
     p.add_argument("--no-reuse", action="store_true", help="retrain U-Net runs even if a finished run folder exists")
+    p.add_argument("--family", default="default", choices=tuple(SYNTHETIC_FAMILIES), help="synthetic dataset family to train and score on")
     args = p.parse_args()
     threads = set_threads(args.threads); device = pick_device(args.device)
     overrides = _parse_set(args.set)
@@ -127,15 +129,18 @@ def main():
     if args.quick: overrides.setdefault("epochs", 2); overrides.setdefault("max_batches", 2); args.seeds = args.seeds[:1]
     overrides.setdefault("device", device.type)
     tag = args.tag or ("quick" if args.quick else "default" if set(overrides) <= {"device"} else "-".join(f"{k}{v}" for k, v in sorted(overrides.items()) if k != "device"))
-    root = synthetic_marida_dir()
+    if args.family != "default": tag = f"{args.family}-{tag}"      # own run folders and results files per family
+    root = synthetic_marida_dir(family=args.family)
+    if args.family != "default": overrides["data_dir"] = str(root)  # (the default family: TrainConfig's own default data)
     rows, result = [], {"machine": machine_info(device), "command": command_line(), "data": str(root), "config": dataclasses.asdict(TrainConfig(**overrides)),
                         "tag": tag, "threads": threads}
-    rf_file = RESULTS_DIR / "quality_rf.json"
+    rf_name = "quality_rf" if args.family == "default" else f"quality_rf_{args.family}"
+    rf_file = RESULTS_DIR / f"{rf_name}.json"
     if args.no_rf and rf_file.exists():
         import json; rf = json.loads(rf_file.read_text())
     else:
         rf = random_forest(root, quick=args.quick)
-        if not args.quick: write_results("quality_rf", rf)
+        if not args.quick: write_results(rf_name, rf)
     result["random_forest"] = rf; rows.append(_row("RF (MARIDA paper)", rf["scores"]) | {"seconds": rf["fit_seconds"]})
     runs = []
     for seed in args.seeds:
@@ -157,7 +162,9 @@ def main():
             f"{'MET' if margin >= 0.05 else 'NOT met'}\n{command_line()}")
     print(text)
     result["table"] = text
-    path = write_results("quality_quick" if args.quick else f"quality_{tag}" if tag != "default" else "quality", result)
+    name = "quality_quick" if args.quick else f"quality_{tag}" if tag != "default" else "quality"
+    if args.family != "default": name = f"quality_{args.family}_quick" if args.quick else f"quality_{tag}"   # e.g. quality_archive-default
+    path = write_results(name, result)
     print(f"wrote {path}")
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="dataset folder to create")
     p.add_argument("--scenes", type=int, default=20, help="scenes in all, 3..63")
     p.add_argument("--patches", type=int, default=6, help="patches per scene")
-    p.add_argument("--size", type=int, default=128, help="patch side in pixels, a multiple of 32")
+    p.add_argument("--size", type=int, default=None, help="patch side in pixels, a multiple of 32 (None: the family's, 128 or 256)")
+    p.add_argument("--family", default="default", help="default, or archive: per-scene band gains and offsets, few train scenes, 256 px, sub-pixel debris")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace an existing folder")
     add_dataclass_options(_subparser(commands, "train", "train a model (options: the fields of TrainConfig)"), TrainConfig, _TRAIN_RENAMES)
@@ -122,7 +123,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 def _run_synth(args) -> str:
     root = make_synthetic_marida(args.out, scenes=args.scenes, patches_per_scene=args.patches, size=args.size,
-                                 seed=args.seed, overwrite=args.overwrite)
+                                 seed=args.seed, overwrite=args.overwrite, family=args.family)
     return f"synthetic MARIDA dataset: {root}"
 
 def _run_train(args) -> str:
