@@ -12,20 +12,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import contextlib, datetime, glob, hashlib, json, math, platform, random, shutil, subprocess, sys, tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BANDS', 'BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'CLASS_NAMES_15',
-           'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX', 'NODATA_CLASS', 'PROTOCOLS',
-           'SPLITS', 'TRACKED_PACKAGES', 'InputError', 'check_integer', 'check_number', 'check_choice', 'Band',
-           'parse_bands', 'band_indices', 'band_stats', 'check_protocol', 'class_names', 'class_colors',
-           'codes_to_target', 'class_distribution', 'rgb_composite', 'mask_to_rgb', 'set_seed', 'seed_worker',
-           'torch_generator', 'get_device', 'as_device', 'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff',
-           'interrupted_writes', 'remove_interrupted_writes', 'cache_root', 'package_versions', 'git_commit',
-           'data_fingerprint', 'environment_info', 'make_run_dir', 'record_run', 'class_probabilities',
-           'markdown_table']
+__all__ = ['BANDS', 'BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'SPECTRAL_INDICES',
+           'CLASS_NAMES_15', 'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX',
+           'NODATA_CLASS', 'PROTOCOLS', 'SPLITS', 'TRACKED_PACKAGES', 'InputError', 'check_integer', 'check_number',
+           'check_choice', 'Band', 'parse_bands', 'band_indices', 'band_stats', 'parse_features', 'spectral_indices',
+           'check_protocol', 'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'rgb_composite',
+           'mask_to_rgb', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'as_device', 'atomic_path',
+           'write_json', 'atomic_folder', 'write_geotiff', 'interrupted_writes', 'remove_interrupted_writes',
+           'cache_root', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir',
+           'record_run', 'class_probabilities', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -112,6 +112,46 @@ def band_stats(bands: Sequence[str]|None=None,  # band names; None = all 11
     "Official MARIDA mean and std (float32) of `bands`."
     idx = band_indices(bands)
     return np.asarray(BANDS_MEAN, np.float32)[idx], np.asarray(BANDS_STD, np.float32)[idx]
+
+# %% ../nbs/00_core.ipynb #7636b939
+SPECTRAL_INDICES = {  # index name -> the bands it is computed from
+    "ndvi": ("B8", "B4"), "fai": ("B8", "B4", "B11"), "fdi": ("B8", "B6", "B11", "B4"), "si": ("B2", "B3", "B4"),
+    "ndwi": ("B3", "B8"), "nrd": ("B8", "B4"), "ndmi": ("B8", "B11"), "bsi": ("B11", "B4", "B8", "B2")}
+
+def parse_features(features: str|Sequence[str]|None,  # "fdi, ndvi", or index names; "" or None = none
+                   bands: Sequence[str]=BAND_NAMES,     # the bands the indices are computed from
+                  ) -> tuple[str, ...]:
+    "Index names, lower-cased, checked to be known, distinct and computable from `bands`."
+    names = [n.strip().lower() for n in (features.split(",") if isinstance(features, str) else features or ()) if n.strip()]
+    for name in names:
+        if name not in SPECTRAL_INDICES: raise InputError(f"features: unknown spectral index {name!r}; choose from {', '.join(SPECTRAL_INDICES)}")
+        missing = [b for b in SPECTRAL_INDICES[name] if b not in bands]
+        if missing: raise InputError(f"features: {name} needs band(s) {', '.join(missing)}, which bands={list(bands)} lack")
+    if len(set(names)) != len(names): raise InputError(f"features={names}: an index is named twice")
+    return tuple(names)
+
+def _index(name: str, band: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    "One spectral index from a band getter."
+    def nd(a, b): return (band(a) - band(b)) / (band(a) + band(b) + 1e-6)   # normalised difference
+    def slope(a, b): return (BANDS[a].wavelength_nm - BANDS[b].wavelength_nm) / (BANDS["B11"].wavelength_nm - BANDS["B4"].wavelength_nm)
+    if name == "ndvi": return nd("B8", "B4")
+    if name == "fai": return band("B8") - (band("B4") + (band("B11") - band("B4")) * slope("B8", "B4"))
+    if name == "fdi": return band("B8") - (band("B6") + (band("B11") - band("B6")) * slope("B8", "B4") * 10)
+    if name == "si": return ((1 - band("B2")) * (1 - band("B3")) * (1 - band("B4"))).clamp_min(0).pow(1 / 3)
+    if name == "ndwi": return nd("B3", "B8")
+    if name == "nrd": return band("B8") - band("B4")
+    if name == "ndmi": return nd("B8", "B11")
+    s, t = band("B11") + band("B4"), band("B8") + band("B2")
+    return (s - t) / (s + t + 1e-6)                                          # bsi
+
+def spectral_indices(reflectance: torch.Tensor,   # (N, C, H, W) or (C, H, W) reflectance of `bands`
+                     bands: Sequence[str],        # the C bands, in order
+                     features: Sequence[str],     # index names (see SPECTRAL_INDICES)
+                    ) -> torch.Tensor:
+    "The named spectral indices of `reflectance`, stacked on the channel axis: (N, F, H, W) or (F, H, W)."
+    names, position = parse_features(features, bands), {b: i for i, b in enumerate(bands)}
+    band = lambda b: reflectance[..., position[b], :, :]
+    return torch.stack([_index(n, band) for n in names], dim=-3)
 
 # %% ../nbs/00_core.ipynb #ff0483dc
 CLASS_NAMES_15 = ("Marine Debris", "Dense Sargassum", "Sparse Sargassum", "Natural Organic Material",

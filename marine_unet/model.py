@@ -21,8 +21,8 @@ from safetensors.torch import load_file as _load_safetensors, save_file as _save
 __all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SUFFIXES', 'MODEL_FORMAT_VERSION',
            'from_pretrained', 'architecture_name', 'check_encoder', 'conv_block', 'AttentionGate', 'SelfAttention',
            'AttentionUNet', 'MaridaUNet', 'build_model', 'input_multiple', 'read_state_dict', 'adapt_first_conv',
-           'load_encoder_weights', 'unwrap_model', 'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model',
-           'load_model']
+           'load_encoder_weights', 'WithSpectralIndices', 'unwrap_model', 'freeze_encoder', 'unfreeze',
+           'count_parameters', 'save_model', 'load_model']
 
 # %% ../nbs/03_model.ipynb #ebf037b8
 SMP_ARCHITECTURES = tuple(smp.MODEL_ARCHITECTURES_MAPPING)  # smp's architectures, by lower-case class name
@@ -209,30 +209,34 @@ def build_model(arch: str="unet",                            # architecture (see
                 classes: int=11,                             # output classes
                 encoder_weights: str|os.PathLike|None=None,  # None, or a local 3-band weights file for the encoder
                 bands: Sequence[str]|None=None,              # band order of the input (places RGB filters); None = the 11 MARIDA bands
+                features: str|Sequence[str]=(),              # spectral indices computed from the bands as extra input channels (SPECTRAL_INDICES)
+                mean: Sequence[float]|None=None,             # the bands' normalisation mean (features undo it); None = official
+                std: Sequence[float]|None=None,              # the bands' normalisation std; None = official
                 **kwargs,                                    # further arguments of the architecture
                ) -> nn.Module:
     "Build a segmentation network, recording its arguments in `model.marine_unet_config`."
-    arch = architecture_name(arch)
-    for name, value in (("in_channels", in_channels), ("classes", classes)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{name}={value!r}: must be a positive integer")
+    arch, in_channels, classes = architecture_name(arch), check_integer("in_channels", in_channels, 1), check_integer("classes", classes, 1)
     weights = _weights_file(encoder_weights)
+    if weights is not None or features: bands = _model_bands(bands, in_channels)
+    features = parse_features(features, bands or BAND_NAMES)
+    if features and weights is not None: raise InputError("encoder_weights: not with features yet (the first convolution would take extra channels)")
+    net_channels = in_channels + len(features)
     if arch in OWN_ARCHITECTURES:
         if weights is not None: raise InputError(f"encoder_weights: arch={arch!r} has no pretrained encoder; use an smp architecture")
-        encoder, make = None, lambda: _OWN_CLASSES[arch](in_channels=int(in_channels), classes=int(classes), **kwargs)
+        encoder, make = None, lambda: _OWN_CLASSES[arch](in_channels=net_channels, classes=classes, **kwargs)
     else:
         encoder = check_encoder(encoder)
         make = lambda: smp.MODEL_ARCHITECTURES_MAPPING[arch](encoder_name=encoder, encoder_weights=None,
-                                                            in_channels=int(in_channels), classes=int(classes), **kwargs)
-    if weights is not None: bands = _model_bands(bands, int(in_channels))
+                                                            in_channels=net_channels, classes=classes, **kwargs)
     _check_kwargs(arch, encoder, kwargs)
     try: model = make()
     except (TypeError, ValueError, KeyError) as e:
         if isinstance(e, InputError): raise
         raise InputError(f"arch={arch!r}, encoder={encoder!r}, kwargs={kwargs}: cannot be built: {e}") from None
     if weights is not None: load_encoder_weights(model, weights, bands=bands)
-    model.marine_unet_config = {"arch": arch, "encoder": encoder, "in_channels": int(in_channels), "classes": int(classes),
-                                "kwargs": dict(kwargs), "encoder_weights_file": str(weights) if weights else None}
+    if features: model = WithSpectralIndices(model, bands, features, *_band_normalisation(bands, mean, std))
+    model.marine_unet_config = {"arch": arch, "encoder": encoder, "in_channels": in_channels, "classes": classes, "kwargs": dict(kwargs),
+                                "encoder_weights_file": str(weights) if weights else None} | ({"features": list(features)} if features else {})
     return model
 
 def input_multiple(model: nn.Module  # a model from build_model
@@ -329,6 +333,36 @@ def load_encoder_weights(model: nn.Module,                    # an smp model (fr
     encoder.load_state_dict(state)
     return model
 
+# %% ../nbs/03_model.ipynb #bdd32577
+class WithSpectralIndices(nn.Module):
+    "A network fed its bands plus spectral indices computed from them inside the forward pass."
+    def __init__(self, net: nn.Module,           # the network, built for len(bands) + len(features) input channels
+                 bands: Sequence[str],           # the input's bands, in order
+                 features: Sequence[str],        # index names (SPECTRAL_INDICES)
+                 mean: Sequence[float],          # the bands' normalisation mean
+                 std: Sequence[float]):          # the bands' normalisation std
+        super().__init__()
+        self.net, self.bands, self.features = net, tuple(bands), parse_features(features, bands)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1))
+        self.feature_norm = nn.BatchNorm2d(len(self.features))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        indices = spectral_indices(x.float() * self.std + self.mean, self.bands, self.features)
+        return self.net(torch.cat([x, self.feature_norm(indices).to(x.dtype)], dim=1))
+    def __getattr__(self, name: str):
+        try: return super().__getattr__(name)
+        except AttributeError:
+            net = self._modules.get("net")
+            if net is None: raise
+            return getattr(net, name)    # encoder, freeze_encoder, required_input_multiple, ... of the wrapped network
+
+def _band_normalisation(bands: Sequence[str], mean: Sequence[float]|None, std: Sequence[float]|None) -> tuple[list, list]:
+    "The bands' normalisation mean and std: the given ones (one per band), else the official MARIDA statistics."
+    official = band_stats(bands)
+    mean, std = (official[0] if mean is None else mean), (official[1] if std is None else std)
+    if len(mean) != len(bands) or len(std) != len(bands): raise InputError(f"mean, std: need one value per band ({len(bands)})")
+    return [float(v) for v in mean], [float(v) for v in std]
+
 # %% ../nbs/03_model.ipynb #08e1f1e5
 def unwrap_model(model: nn.Module  # a model, or a DistributedDataParallel / AveragedModel wrapper around one
                 ) -> nn.Module:
@@ -396,7 +430,8 @@ def save_model(model: nn.Module,                # a model from build_model (DDP 
               **{k: build[k] for k in ("arch", "encoder", "in_channels", "classes")}, "kwargs": _json_ready(build["kwargs"], "model kwargs"),
               "bands": bands, "mean": _floats(mean, len(bands), "mean"), "std": _floats(std, len(bands), "std", positive=True),
               "protocol": check_protocol(protocol), "class_names": class_names,
-              "encoder_weights_file": build.get("encoder_weights_file"), "extra": _json_ready(extra or {}, "extra")}
+              "encoder_weights_file": build.get("encoder_weights_file"), "extra": _json_ready(extra or {}, "extra")} | \
+             ({"features": build["features"]} if build.get("features") else {})
     if folder.exists() and not (overwrite and folder.is_dir()):
         raise InputError(f"model folder {folder}: already exists" + ("" if folder.is_dir() else " and is not a folder") + "; pass overwrite=True to replace it")
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -451,7 +486,8 @@ def load_model(folder: str|os.PathLike,                     # a folder written b
     config = _read_config(folder)
     _check_expected_bands(config, expect_bands, folder)
     device = as_device(device)
-    try: model = build_model(config["arch"], config["encoder"] or "resnet34", config["in_channels"], config["classes"], **config["kwargs"])
+    try: model = build_model(config["arch"], config["encoder"] or "resnet34", config["in_channels"], config["classes"], bands=config["bands"],
+                             features=config.get("features", ()), mean=config["mean"], std=config["std"], **config["kwargs"])
     except InputError as e: raise InputError(f"model folder {folder}: config.json describes no buildable model: {e}") from None
     try: state = _load_safetensors(folder/"model.safetensors", device="cpu")
     except (SafetensorError, OSError) as e: raise InputError(f"model folder {folder}: model.safetensors cannot be read ({e})") from None
