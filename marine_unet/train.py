@@ -49,6 +49,7 @@ class TrainConfig:
     encoder: str = "resnet18"       # encoder of smp architectures (resnet34, efficientnet-b0, tu-hrnet_w18, ...)
     encoder_weights: str = ""       # local file of 3-band pretrained encoder weights; empty: random initialisation
     bands: str = ""                 # comma-separated band names, e.g. B2,B3,B4,B8; empty: all 11
+    features: str = ""              # spectral indices added as input channels, computed inside the model from the bands: comma-separated, from ndvi, fai, fdi, si, ndwi, nrd, ndmi, bsi (e.g. fdi,ndvi); empty: none
     protocol: int = 11              # 11 classes (the benchmark: codes 12-15 merged into Marine Water) or 15
     normalize: str = "official"     # band normalisation: official (MARIDA statistics), train (statistics of the training patches) or none
     epochs: int = 100               # maximum number of epochs
@@ -102,6 +103,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     cfg.precision = check_choice("precision", cfg.precision, PRECISIONS)
     check_protocol(cfg.protocol); check_integer("seed", cfg.seed, 0, 2**32 - 1)
     cfg.bands = parse_bands(cfg.bands or None)   # "" = all 11; from here on a checked tuple of names
+    cfg.features = parse_features(cfg.features, cfg.bands)   # a checked tuple of spectral-index names
     cfg.arch = architecture_name(cfg.arch)
     if cfg.arch not in OWN_ARCHITECTURES or cfg.encoder: check_encoder(cfg.encoder)  # own architectures ignore it, but a misspelt name is still refused
     if cfg.encoder_weights and not Path(cfg.encoder_weights).is_file(): raise InputError(f"encoder_weights {cfg.encoder_weights}: no such file")
@@ -425,7 +427,8 @@ def _build_data_and_model(run: _Run, split: tuple|None):
     set_seed(cfg.seed, cfg.deterministic)
     run.train_ds, run.val_ds, run.mean, run.std = make_train_val_datasets(run.data_dir, cfg, split=split)
     run.model = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol,
-                            encoder_weights=cfg.encoder_weights or None, bands=list(cfg.bands)).to(run.device)
+                            encoder_weights=cfg.encoder_weights or None, bands=list(cfg.bands), features=cfg.features,
+                            mean=run.mean, std=run.std).to(run.device)
     if cfg.channels_last: run.model = run.model.to(memory_format=torch.channels_last)
     run.loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, run.train_ds))
 
