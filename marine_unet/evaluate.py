@@ -21,8 +21,9 @@ from .forward import *
 
 # %% auto #0
 __all__ = ['FDI_BANDS', 'dataset_for_model', 'predict_dataset', 'evaluate_model', 'plot_confusion_matrix', 'plot_class_scores',
-           'plot_precision_recall', 'fdi', 'worst_and_best', 'error_map', 'plot_patch_grid', 'ensemble_predict',
-           'ensemble_table', 'fgsm_attack', 'fgsm_report', 'plot_robustness', 'write_report', 'run_evaluation']
+           'plot_precision_recall', 'fdi', 'worst_and_best', 'error_map', 'plot_patch_grid', 'plot_debris_errors',
+           'ensemble_predict', 'ensemble_table', 'fgsm_attack', 'fgsm_report', 'plot_robustness', 'write_report',
+           'run_evaluation']
 
 # %% ../nbs/06_evaluate.ipynb #3834abe2
 def dataset_for_model(config: dict[str, Any],  # a model folder's config (as load_model returns it)
@@ -172,6 +173,23 @@ def plot_patch_grid(dataset: MaridaDataset,     # the dataset predicted (raw ref
         for col, (ax, panel, name) in enumerate(zip(axes[row], panels, ("RGB", "FDI", "truth", "prediction", "errors"))):
             if panel is not None: ax.imshow(panel, cmap="viridis" if col == 1 else None, interpolation="nearest")
             ax.set_title(f"{titles[row] if titles else ''} {dataset.ids[i]}: {name}" if col == 0 else name, fontsize=8); ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+# %% ../nbs/06_evaluate.ipynb #7b8888ff
+def plot_debris_errors(errors: dict[str, Any],   # from debris_errors
+                       path: str|Path|None=None, # PNG to write, or None
+                       top: int=5,               # classes shown in each confusion panel
+                      ) -> plt.Figure:
+    "Debris recall by object width (with the pixels in each bar), what missed debris becomes, and what false debris is."
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    rows = errors["by_width"]
+    bars = axes[0].bar([r["width"] for r in rows], [r["recall"] for r in rows], color="C3")
+    axes[0].bar_label(bars, [f"{r['pixels']} px" for r in rows], fontsize=8)
+    axes[0].set(ylim=(0, 1.1), ylabel="recall", title=f"Marine Debris recall by object width (all: {errors['recall']:.2f})")
+    for ax, key, title in ((axes[1], "missed_as", "missed debris predicted as"), (axes[2], "false_from", "false debris truly is")):
+        shares = list(errors[key].items())[:top][::-1]
+        ax.barh([n for n, _ in shares], [s for _, s in shares], color="C0"); ax.set(xlim=(0, 1), xlabel="share", title=title)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -325,6 +343,14 @@ def _write_figures(dataset: MaridaDataset, predicted: dict, metrics: dict, thres
     plt.close(plot_patch_grid(dataset, classes, worst + best, ["worst"] * len(worst) + ["best"] * len(best), figures/"worst_best_patches.png"))
     return skipped
 
+def _debris_errors(predicted: dict, names: Sequence[str], out_dir: Path) -> dict|None:
+    "Where Marine Debris is lost (metrics' debris_errors), as debris_errors.json and figures/debris_errors.png."
+    if "Marine Debris" not in names: return None
+    errors = debris_errors(predicted["targets"], predicted["probabilities"].argmax(1), names, list(names).index("Marine Debris"))
+    write_json(out_dir/"debris_errors.json", errors)
+    plt.close(plot_debris_errors(errors, out_dir/"figures"/"debris_errors.png"))
+    return errors
+
 def run_evaluation(model_dir: str|Path,                 # a folder written by save_model
                    data_dir: str|Path="",               # MARIDA root; "" = the synthetic default dataset
                    split: str="test",                   # split to evaluate
@@ -350,6 +376,7 @@ def run_evaluation(model_dir: str|Path,                 # a folder written by sa
         try: result["threshold"] = _threshold_on_val(model, config, data_dir, predicted, metrics, out_dir, batch_size, device, tta, precision)
         except InputError as e: result["skipped"]["threshold"] = str(e)   # e.g. no debris annotated in val
     result["skipped"] |= _write_figures(dataset, predicted, metrics, (result["threshold"] or {}).get("threshold"), out_dir/"figures")
+    result["debris_errors"] = _debris_errors(predicted, names, out_dir)
     result["pairs"] = confused_pairs(metrics["confusion_matrix"], names)
     write_json(out_dir/"confused_pairs.json", result["pairs"])
     with atomic_path(out_dir/"confused_pairs.md") as tmp: tmp.write_text(markdown_table(result["pairs"]), encoding="utf-8")

@@ -11,9 +11,10 @@ import torch
 import cv2  # OpenCV, a declared dependency: fast box filter, morphology and connected components (see Post-processing)
 
 # %% auto #0
-__all__ = ['DEFAULT_THRESHOLDS', 'confusion_matrix', 'scores_from_confusion', 'check_probabilities', 'apply_debris_threshold',
-           'evaluate_predictions', 'debris_precision_recall', 'tune_debris_threshold', 'patch_scores', 'confused_pairs',
-           'smooth_probabilities', 'apply_thresholds', 'remove_small_objects', 'morphology', 'clean_class']
+__all__ = ['DEFAULT_THRESHOLDS', 'DEBRIS_WIDTH_BINS', 'confusion_matrix', 'scores_from_confusion', 'check_probabilities',
+           'apply_debris_threshold', 'evaluate_predictions', 'debris_precision_recall', 'tune_debris_threshold',
+           'patch_scores', 'confused_pairs', 'object_widths', 'debris_errors', 'smooth_probabilities',
+           'apply_thresholds', 'remove_small_objects', 'morphology', 'clean_class']
 
 # %% ../nbs/04a_metrics.ipynb #9e5cf19a
 def confusion_matrix(target: torch.Tensor|np.ndarray,  # true classes, any shape, IGNORE_INDEX where not annotated
@@ -144,6 +145,42 @@ def confused_pairs(cm: np.ndarray,              # K×K confusion matrix, rows tr
     cells = [(i, j) for i, j in zip(*np.unravel_index(np.argsort(-off, axis=None, kind="stable"), off.shape)) if off[i, j] > 0][:top]
     return [{"true": class_names[i], "predicted": class_names[j], "pixels": int(cm[i, j]),
              "share_of_true": float(cm[i, j] / cm[i].sum())} for i, j in cells]
+
+# %% ../nbs/04a_metrics.ipynb #a3f7ea7a
+def object_widths(mask: np.ndarray  # (H, W) boolean mask of one class
+                 ) -> np.ndarray:
+    "Width in pixels of the connected object each True pixel belongs to (2 × its largest inner distance - 1); 0 elsewhere."
+    mask = np.asarray(mask, bool)
+    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    widest = np.zeros(count, np.float32); np.maximum.at(widest, labels[mask], distance[mask])
+    return np.where(mask, 2 * widest[labels] - 1, 0).astype(np.float32)
+
+DEBRIS_WIDTH_BINS = (1.5, 2.5, 4.5)  # object widths (px) that split the recall bars: 1, 2, 3-4, 5 and more
+
+def _shares(counts: np.ndarray, names: Sequence[str], skip: int) -> dict[str, float]:
+    "Each class's share of `counts`, largest first, without class `skip` and classes with none."
+    total = counts.sum() - counts[skip]
+    order = [int(i) for i in np.argsort(-counts, kind="stable") if i != skip and counts[i] > 0]
+    return {names[i]: float(counts[i] / total) for i in order}
+
+def debris_errors(targets: np.ndarray,                # (N, H, W) true classes, IGNORE_INDEX where not annotated
+                  predictions: np.ndarray,            # (N, H, W) predicted classes
+                  class_names: Sequence[str],         # names of the classes, in order
+                  debris: int=0,                      # the Marine Debris class
+                  bins: Sequence[float]=DEBRIS_WIDTH_BINS, # width edges, pixels
+                 ) -> dict[str, Any]:
+    "Debris recall by object width, what missed debris is predicted as, and what wrongly predicted debris truly is."
+    targets, predictions, k = np.asarray(targets), np.asarray(predictions), len(class_names)
+    widths = np.stack([object_widths(t == debris) for t in targets.reshape(-1, *targets.shape[-2:])]).reshape(targets.shape)
+    truth, found, group = targets == debris, predictions == debris, np.digitize(widths, bins)
+    edges = [0, *bins, np.inf]
+    by_width = [{"width": f"{edges[g]:g}-{edges[g + 1]:g} px", "pixels": int((truth & (group == g)).sum()),
+                 "recall": float((truth & found & (group == g)).sum() / max(1, (truth & (group == g)).sum()))} for g in range(len(bins) + 1)]
+    missed_as = np.bincount(predictions[truth & ~found].ravel(), minlength=k)
+    false_from = np.bincount(targets[found & ~truth & (targets != IGNORE_INDEX)].ravel(), minlength=k)
+    return {"by_width": by_width, "missed_as": _shares(missed_as, class_names, debris), "false_from": _shares(false_from, class_names, debris),
+            "recall": float((truth & found).sum() / max(1, truth.sum())), "debris_pixels": int(truth.sum())}
 
 # %% ../nbs/04a_metrics.ipynb #b641e700
 def smooth_probabilities(probabilities: np.ndarray,  # (K, H, W) class probabilities
