@@ -184,9 +184,10 @@ def plot_debris_errors(errors: dict[str, Any],   # from debris_errors
     "Debris recall by object width (with the pixels in each bar), what missed debris becomes, and what false debris is."
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     rows = errors["by_width"]
-    bars = axes[0].bar([r["width"] for r in rows], [r["recall"] for r in rows], color="C3")
+    bars = axes[0].bar([r["width"].removesuffix(" px") for r in rows], [r["recall"] for r in rows], color="C3")
     axes[0].bar_label(bars, [f"{r['pixels']} px" for r in rows], fontsize=8)
-    axes[0].set(ylim=(0, 1.1), ylabel="recall", title=f"Marine Debris recall by object width (all: {errors['recall']:.2f})")
+    axes[0].set(ylim=(0, 1.1), ylabel="recall", xlabel="width of the annotated object, px",
+                title=f"Marine Debris recall by object width (all: {errors['recall']:.2f})")
     for ax, key, title in ((axes[1], "missed_as", "missed debris predicted as"), (axes[2], "false_from", "false debris truly is")):
         shares = list(errors[key].items())[:top][::-1]
         ax.barh([n for n, _ in shares], [s for _, s in shares], color="C0"); ax.set(xlim=(0, 1), xlabel="share", title=title)
