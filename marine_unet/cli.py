@@ -220,7 +220,7 @@ def interpreter_kernel_manager(python: str=sys.executable  # the Python whose ip
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
     spec = KernelSpec(argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                            "--IPKernelApp.log_level=ERROR"],   # not its warning that a local kernel talks over plain TCP
+                            "--IPKernelApp.log_level=CRITICAL"],   # quiet: no warning that a local kernel talks over plain TCP, no log of its own shutdown
                       display_name="Python 3 (ipykernel)", language="python")
     class InterpreterKernelManager(AsyncKernelManager):
         @property
