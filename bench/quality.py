@@ -16,7 +16,8 @@ from common import *   # noqa: F401,F403  (also sets the offline environment var
 import numpy as np
 import torch
 
-from marine_unet.core import BAND_NAMES, BAND_WAVELENGTHS_NM, IGNORE_INDEX, band_stats, class_names, codes_to_target, parse_bands
+from marine_unet.core import BAND_NAMES, IGNORE_INDEX, band_stats, class_names, codes_to_target, parse_bands
+from marine_unet.core import spectral_indices as core_spectral_indices
 from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.data import MaridaDataset
 from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
@@ -27,21 +28,11 @@ from marine_unet.evaluate import evaluate_model
 INDEX_NAMES = ("NDVI", "FAI", "FDI", "SI", "NDWI", "NRD", "NDMI", "BSI")  # the spectral indices of the MARIDA paper's RF
 
 def spectral_indices(x: np.ndarray) -> np.ndarray:
-    """The MARIDA paper's spectral indices (Kikaki et al. 2022, Table 3) of reflectance `x` (11, ...) in BAND_NAMES order:
-    NDVI, FAI (Hu 2009), FDI (Biermann 2020), SI (shadow index), NDWI (McFeeters), NRD (NIR-red difference B8-B4),
-    NDMI (moisture, B8/B11), BSI (bare soil). (The paper's RF also used GLCM textures; they are left out here.)"""
-    b = {n: x[i].astype(np.float32) for i, n in enumerate(BAND_NAMES)}
-    w = dict(zip(BAND_NAMES, BAND_WAVELENGTHS_NM)); eps = np.float32(1e-6)
-    nd = lambda a, c: (a - c) / (a + c + eps)
-    ndvi = nd(b["B8"], b["B4"])
-    fai = b["B8"] - (b["B4"] + (b["B11"] - b["B4"]) * (w["B8"] - w["B4"]) / (w["B11"] - w["B4"]))
-    fdi = b["B8"] - (b["B6"] + (b["B11"] - b["B6"]) * (w["B8"] - w["B4"]) / (w["B11"] - w["B4"]) * 10)
-    si = np.cbrt(np.clip((1 - b["B2"]) * (1 - b["B3"]) * (1 - b["B4"]), 0, None))
-    ndwi = nd(b["B3"], b["B8"])
-    nrd = b["B8"] - b["B4"]
-    ndmi = nd(b["B8"], b["B11"])
-    bsi = ((b["B11"] + b["B4"]) - (b["B8"] + b["B2"])) / ((b["B11"] + b["B4"]) + (b["B8"] + b["B2"]) + eps)
-    return np.stack([ndvi, fai, fdi, si, ndwi, nrd, ndmi, bsi])
+    """The MARIDA paper's spectral indices (Kikaki et al. 2022, Table 3) of reflectance `x` (11, H, W) in BAND_NAMES order,
+    as the package computes them (core.spectral_indices): NDVI, FAI, FDI, SI, NDWI, NRD, NDMI, BSI. (The paper's RF
+    also used GLCM textures; they are left out here.)"""
+    x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    return core_spectral_indices(x, BAND_NAMES, [n.lower() for n in INDEX_NAMES]).numpy()
 
 def pixel_features(root: Path, split: str, protocol: int=11) -> tuple[np.ndarray, np.ndarray, list]:
     "Features (pixels, 11 bands + indices) and targets of every annotated pixel of `split`, and per-patch (targets, index) for mapping back."

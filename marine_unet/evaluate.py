@@ -125,19 +125,14 @@ def plot_precision_recall(curve: dict[str, Sequence[float]],  # from debris_prec
     return _save(fig, path)
 
 # %% ../nbs/06_evaluate.ipynb #60bf54b9
-FDI_BANDS = ("B8", "B6", "B11", "B4")  # NIR, RE2, SWIR1, Red
+FDI_BANDS = SPECTRAL_INDICES["fdi"]  # NIR, RE2, SWIR1, Red
 
 def fdi(image: np.ndarray,                      # (C, H, W) reflectance
         bands: Sequence[str]=BAND_NAMES,        # band names of the C channels
        ) -> np.ndarray:
-    "Floating Debris Index (H, W) of Biermann et al. 2020."
-    bands = list(bands); missing = [b for b in FDI_BANDS if b not in bands]
-    if missing: raise InputError(f"bands={bands}: lack {missing} for the FDI")
+    "Floating Debris Index (H, W) of Biermann et al. 2020 (core's `spectral_indices`)."
     if np.ndim(image) != 3 or len(image) != len(bands): raise InputError(f"image: need ({len(bands)}, H, W), got shape {np.shape(image)}")
-    nir, re2, swir1, _ = (np.asarray(image[bands.index(b)], np.float32) for b in FDI_BANDS)
-    wavelength = dict(zip(BAND_NAMES, BAND_WAVELENGTHS_NM))
-    factor = (wavelength["B8"] - wavelength["B4"]) / (wavelength["B11"] - wavelength["B4"]) * 10
-    return nir - (re2 + (swir1 - re2) * factor)
+    return spectral_indices(torch.from_numpy(np.asarray(image, np.float32)), list(bands), ["fdi"])[0].numpy()
 
 # %% ../nbs/06_evaluate.ipynb #aa07ed4e
 def worst_and_best(scores: np.ndarray,  # per-patch scores (NaN = unscored)
