@@ -245,8 +245,7 @@ def set_seed(seed: int,                # the run's seed
              deterministic: bool=True, # also ask torch for deterministic kernels (slower on GPU)
             ) -> int:
     "Seed python, numpy and torch; optionally force deterministic torch kernels."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise InputError(f"seed={seed!r}: must be an integer in [0, 2**32)")
+    check_integer("seed", seed, 0, 2**32 - 1)
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     if deterministic: os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)

@@ -37,8 +37,6 @@ def dataset_for_model(config: dict[str, Any],  # a model folder's config (as loa
                          normalize=(config["mean"], config["std"]), cache=cache)
 
 # %% ../nbs/06_evaluate.ipynb #e858928e
-def _positive_int(name: str, value: Any) -> int: return check_integer(name, value, 1)
-
 def predict_dataset(model: nn.Module,                  # a segmentation model (logits N, K, H, W)
                     dataset: torch.utils.data.Dataset, # yields dicts with image, mask and id (e.g. MaridaDataset)
                     batch_size: int=8,                 # patches per forward pass
@@ -48,7 +46,7 @@ def predict_dataset(model: nn.Module,                  # a segmentation model (l
                     precision: str="fp32",             # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
                    ) -> dict[str, Any]:
     "Softmax probabilities (N, K, H, W), targets int64 (N, H, W) and ids of every patch of `dataset`."
-    batch_size, device = _positive_int("batch_size", batch_size), as_device(device)
+    batch_size, device = check_integer("batch_size", batch_size, 1), as_device(device)
     if len(dataset) == 0: raise InputError("dataset: holds no patches")
     model, autocast_to = model.to(device).eval(), autocast_dtype(precision, device)
     probabilities, targets, ids = [], [], []
@@ -253,7 +251,7 @@ def fgsm_report(model: nn.Module,                         # the model to attack
     "Per epsilon: mean CE loss, macro F1, mIoU, accuracy and share of annotated pixels whose prediction changed."
     epsilons = _check_epsilons(epsilons)
     if not epsilons: raise InputError("epsilons: empty; give at least one step size")
-    batch_size, device = _positive_int("batch_size", batch_size), as_device(device)
+    batch_size, device = check_integer("batch_size", batch_size, 1), as_device(device)
     model = model.to(device).eval(); rows = []
     for epsilon in epsilons:
         cm, loss_sum, pixels, changed = None, 0.0, 0, 0
@@ -360,7 +358,7 @@ def run_evaluation(model_dir: str|Path,                 # a folder written by sa
                    precision: str="fp32",               # fp32, bf16, fp16 or auto: arithmetic of the prediction passes (FGSM stays fp32)
                   ) -> dict[str, Any]:
     "Evaluate `model_dir` on `split`, writing metrics, figures, tables and the report into `out_dir`."
-    batch_size, epsilons, device = _positive_int("batch_size", batch_size), _check_epsilons(epsilons), as_device(device)
+    batch_size, epsilons, device = check_integer("batch_size", batch_size, 1), _check_epsilons(epsilons), as_device(device)
     out_dir = Path(out_dir); model, config = load_model(model_dir, device=device); names = config["class_names"]
     dataset = dataset_for_model(config, data_dir, split)
     predicted = predict_dataset(model, dataset, batch_size, device, tta, precision=precision)
