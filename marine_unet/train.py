@@ -30,8 +30,8 @@ from .loss import *
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'STEP_SCHEDULES', 'HISTORY_KEYS',
            'SUMMARY_KEYS', 'TrainConfig', 'check_config', 'build_optimizer', 'build_scheduler', 'train_one_epoch',
            'validate', 'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history',
-           'plot_history', 'distributed_context', 'epoch_loader', 'make_train_val_datasets', 'train',
-           'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
+           'plot_history', 'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
+           'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -66,6 +66,7 @@ class TrainConfig:
     augment: str = "marida"         # augmentation preset: none, marida (rot90 + flip, as the official baseline) or strong
     cutmix: float = 0.0             # probability of CutMix per batch
     copy_paste: float = 0.0         # probability of rare-class copy-paste per batch
+    debris_oversampling: float = 1.0  # patches holding Marine Debris are drawn this many times as often as the others (with replacement, same epoch length); 1: every patch once an epoch
     precision: str = "auto"         # mixed precision: auto (fp16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16
     accumulate: int = 1             # gradient accumulation steps
     clip_grad: float = 1.0          # max gradient norm; 0: no clipping
@@ -93,6 +94,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     for name in ("epochs", "batch_size", "accumulate"): check_integer(name, getattr(cfg, name), 1)
     for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after"): check_integer(name, getattr(cfg, name), 0)
     for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"): check_number(name, getattr(cfg, name), 0)
+    check_number("debris_oversampling", cfg.debris_oversampling, 1)
     if cfg.lr == 0: raise InputError("lr=0: the learning rate must be > 0")
     if cfg.ema_decay >= 1: raise InputError(f"ema_decay={cfg.ema_decay}: must be < 1 (e.g. 0.999)")
     for name in ("cutmix", "copy_paste"):
@@ -331,9 +333,11 @@ def epoch_loader(dataset, cfg: TrainConfig,   # dataset and run configuration
                  epoch: int,                   # the epoch (reshuffles, reproducibly)
                  shuffle: bool=True,           # shuffle (training) or keep order (validation)
                  rank: int=0, world: int=1,    # this process and the number of processes
+                 weights: Sequence[float]|None=None,  # per-sample drawing weights (shuffle only); None: every sample once
                 ) -> DataLoader:
     "A seeded DataLoader for one epoch; the order depends only on (seed, epoch), not on earlier epochs."
-    if shuffle:
+    if shuffle and weights is not None: sampler = WeightedEpochSampler(weights, cfg.seed, epoch, rank, world)
+    elif shuffle:
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=False)
         sampler.set_epoch(epoch)
     else: sampler = list(range(rank, len(dataset), world))  # every sample once over all processes, none repeated
@@ -345,6 +349,30 @@ def epoch_loader(dataset, cfg: TrainConfig,   # dataset and run configuration
 def _epoch_seed(seed: int, epoch: int) -> int:
     "The seed of one epoch: every epoch starts from a known state, so a resumed run repeats an uninterrupted one."
     return (seed + 1_000_003 * epoch) % 2**32
+
+# %% ../nbs/05_train.ipynb #4af42af7
+class WeightedEpochSampler(torch.utils.data.Sampler):
+    "One epoch's sample indices, drawn with replacement in proportion to `weights` from (seed, epoch) alone; this process's share."
+    def __init__(self, weights: Sequence[float],  # one non-negative weight a sample, not all zero
+                 seed: int, epoch: int,            # the run's seed and the epoch: the draw depends on nothing else
+                 rank: int=0, world: int=1):       # this process and the number of processes
+        weights = torch.as_tensor(np.asarray(weights, np.float64))
+        if weights.ndim != 1 or len(weights) == 0 or not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise InputError("weights: need one finite, non-negative weight a sample, not all zero")
+        total = math.ceil(len(weights) / world) * world   # an epoch's length, as DistributedSampler pads it
+        drawn = torch.multinomial(weights, total, replacement=True, generator=torch_generator(_epoch_seed(seed, epoch)))
+        self.indices = drawn[rank::world].tolist()
+    def __iter__(self): return iter(self.indices)
+    def __len__(self) -> int: return len(self.indices)
+
+def debris_sample_weights(dataset: MaridaDataset,  # the training patches
+                          factor: float,           # weight of a patch holding Marine Debris; other patches weigh 1
+                         ) -> np.ndarray:
+    "Drawing weight of each patch: `factor` where its annotation holds Marine Debris pixels, 1 elsewhere."
+    factor = check_number("debris_oversampling", factor, 1)
+    debris = class_names(dataset.protocol).index("Marine Debris")
+    counts = patch_class_counts(dataset)
+    return np.array([factor if counts[pid][debris] > 0 else 1.0 for pid in dataset.ids])
 
 # %% ../nbs/05_train.ipynb #74a0adf5
 def make_train_val_datasets(data_dir: str|Path,          # MARIDA root
@@ -385,7 +413,7 @@ class _Run:
     amp_dtype: torch.dtype|None       # autocast dtype, None = full precision
     run_dir: Path                     # the run folder
     data_dir: Path                    # the MARIDA root in use
-    train_ds: Any = None; val_ds: Any = None; mean: Any = None; std: Any = None
+    train_ds: Any = None; val_ds: Any = None; mean: Any = None; std: Any = None; sample_weights: Any = None
     model: Any = None; net: Any = None; loss_fn: Any = None
     optimizer: Any = None; scheduler: Any = None; scaler: Any = None; ema: Any = None; swa: Any = None
     history: list = dataclasses.field(default_factory=list)
@@ -403,7 +431,8 @@ class _Run:
                     protocol=self.cfg.protocol, class_names=self.names)
     def loader(self, dataset, epoch: int=0, shuffle: bool=True) -> DataLoader:
         "This process's seeded loader of `dataset` for `epoch` (see `epoch_loader`)."
-        return epoch_loader(dataset, self.cfg, epoch, shuffle=shuffle, rank=self.rank, world=self.world)
+        weights = self.sample_weights if dataset is self.train_ds else None
+        return epoch_loader(dataset, self.cfg, epoch, shuffle=shuffle, rank=self.rank, world=self.world, weights=weights)
 
 # %% ../nbs/05_train.ipynb #657ef66d
 def _join_processes(cfg: TrainConfig) -> tuple[int, int, torch.device, torch.dtype|None]:
@@ -426,6 +455,7 @@ def _build_data_and_model(run: _Run, split: tuple|None):
     cfg = run.cfg
     set_seed(cfg.seed, cfg.deterministic)
     run.train_ds, run.val_ds, run.mean, run.std = make_train_val_datasets(run.data_dir, cfg, split=split)
+    if cfg.debris_oversampling != 1: run.sample_weights = debris_sample_weights(run.train_ds, cfg.debris_oversampling)
     run.model = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol,
                             encoder_weights=cfg.encoder_weights or None, bands=list(cfg.bands), features=cfg.features,
                             mean=run.mean, std=run.std).to(run.device)
