@@ -118,10 +118,12 @@ SPECTRAL_INDICES = {  # index name -> the bands it is computed from
     "ndvi": ("B8", "B4"), "fai": ("B8", "B4", "B11"), "fdi": ("B8", "B6", "B11", "B4"), "si": ("B2", "B3", "B4"),
     "ndwi": ("B3", "B8"), "nrd": ("B8", "B4"), "ndmi": ("B8", "B11"), "bsi": ("B11", "B4", "B8", "B2")}
 
-def parse_features(features: str|Sequence[str]|None,  # "fdi, ndvi", or index names; "" or None = none
+def parse_features(features: str|Sequence[str]|None,  # "fdi, ndvi", or index names; "auto": every index `bands` allow; "", "none" or None: none
                    bands: Sequence[str]=BAND_NAMES,     # the bands the indices are computed from
                   ) -> tuple[str, ...]:
     "Index names, lower-cased, checked to be known, distinct and computable from `bands`."
+    if isinstance(features, str) and features.strip().lower() in ("auto", "none"):
+        return tuple(n for n, need in SPECTRAL_INDICES.items() if set(need) <= set(bands)) if features.strip().lower() == "auto" else ()
     names = [n.strip().lower() for n in (features.split(",") if isinstance(features, str) else features or ()) if n.strip()]
     for name in names:
         if name not in SPECTRAL_INDICES: raise InputError(f"features: unknown spectral index {name!r}; choose from {', '.join(SPECTRAL_INDICES)}")
