@@ -4,9 +4,13 @@ Both are trained on the synthetic train split and scored on the SAME test split 
 (one confusion matrix over the annotated pixels of the whole split, pooled; marine_unet.metrics.scores_from_confusion).
 
     python bench/quality.py                       # RF + U-Net defaults, seeds 0 1 2
+    python bench/quality.py --set features= --tag bands-only     # the U-Net on the bands alone (the default until 2026-11-30)
     python bench/quality.py --set epochs=80 --set lr=0.002 --tag e80-lr2e-3    # another U-Net configuration
     python bench/quality.py --quick               # smoke run (2 epochs, 1 seed, small RF)
     python bench/quality.py --family archive      # on the archive family's dataset (marine_unet.synthetic.SYNTHETIC_FAMILIES)
+    python bench/quality.py --folds 4             # scene-grouped cross-validation: every scene is tested once, RF and U-Net per fold
+
+Every model is reported with macro-F1, mIoU, Marine Debris F1 / IoU / precision / recall, and per-class F1 and IoU.
 """
 from __future__ import annotations
 import dataclasses, sys, time
@@ -16,10 +20,10 @@ from common import *   # noqa: F401,F403  (also sets the offline environment var
 import numpy as np
 import torch
 
-from marine_unet.core import BAND_NAMES, IGNORE_INDEX, band_stats, class_names, codes_to_target, parse_bands
+from marine_unet.core import BAND_NAMES, IGNORE_INDEX, band_stats, class_names, codes_to_target, parse_bands, parse_features
 from marine_unet.core import spectral_indices as core_spectral_indices
 from marine_unet.metrics import confusion_matrix, scores_from_confusion
-from marine_unet.data import MaridaDataset
+from marine_unet.data import MaridaDataset, group_kfold_splits, patch_class_counts, read_split_ids
 from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
 from marine_unet.evaluate import evaluate_model
@@ -72,7 +76,9 @@ def _same_config(run_dir: Path, overrides: dict, seed: int) -> bool:
     except (OSError, ValueError): return False
     wanted = dataclasses.asdict(TrainConfig(seed=seed, **overrides))
     wanted["bands"] = list(parse_bands(wanted["bands"] or None))   # saved as checked band names
-    return all(saved.get(k) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device"))
+    wanted["features"] = list(parse_features(wanted["features"], wanted["bands"]))   # and checked index names
+    defaults = dataclasses.asdict(TrainConfig())   # a field added since the run was saved counts as its default
+    return all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device"))
 
 def unet_run(overrides: dict, seed: int, run_dir: Path, reuse: bool=True) -> dict:
     "Train TrainConfig() + overrides with `seed` into run_dir (reused when finished earlier); score best_model on val and test."
@@ -86,13 +92,54 @@ def unet_run(overrides: dict, seed: int, run_dir: Path, reuse: bool=True) -> dic
     history = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
     train_s = sum(float(h.get("seconds", 0)) for h in history) or time.perf_counter() - t0   # epochs' own time (also for reused runs)
     val = json.loads(done.read_text())
-    test = evaluate_model(run_dir / "best_model", overrides.get("data_dir", ""), split="test", device="cuda" if torch.cuda.is_available() else "cpu")
+    scored = run_dir / "quality_test_scores.json"   # the test scores of this finished run, kept beside it (git-ignored)
+    if scored.exists() and scored.stat().st_mtime >= done.stat().st_mtime: test = json.loads(scored.read_text())
+    else:
+        test = evaluate_model(run_dir / "best_model", overrides.get("data_dir", ""), split="test", device="cuda" if torch.cuda.is_available() else "cpu")
+        write_results(scored.stem, test, run_dir)
     return {"seed": seed, "run_dir": str(run_dir), "train_seconds": round(train_s, 1), "epochs_run": len(history), "best_epoch": val.get("best_epoch"),
-            "val": {k: val[k] for k in ("macro_f1", "miou")}, "scores": test}
+            "val": {k: v for k, v in val.items() if k != "confusion_matrix"}, "scores": test}
+
+SUMMARY_KEYS = ("debris_f1", "debris_iou", "macro_f1", "miou", "debris_precision", "debris_recall")
 
 def _row(name: str, s: dict) -> dict:
+    "One table row: Marine Debris first, then the averages over classes."
     debris = s["per_class"].get("Marine Debris", {})
-    return {"model": name, "macro_f1": s["macro_f1"], "miou": s["miou"], "debris_f1": debris.get("f1"), "accuracy": s["accuracy"]}
+    return {"model": name, "debris_f1": debris.get("f1"), "debris_iou": debris.get("iou"), "macro_f1": s["macro_f1"], "miou": s["miou"],
+            "debris_precision": debris.get("precision"), "debris_recall": debris.get("recall"), "accuracy": s["accuracy"]}
+
+def summarise(score_sets: list[dict]) -> dict:
+    "Mean, std (ddof=1) and values over runs of each SUMMARY_KEYS figure and of each class's F1 and IoU."
+    def stats(vals):
+        vals = [v for v in vals if v is not None]
+        return {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "values": vals}
+    out = {k: stats([_row("", s)[k] for s in score_sets]) for k in SUMMARY_KEYS}
+    names = score_sets[0]["per_class"].keys() if score_sets else []
+    out["per_class"] = {c: {m: stats([s["per_class"].get(c, {}).get(m) for s in score_sets]) for m in ("f1", "iou")} for c in names}
+    return out
+
+def per_class_table(columns: dict[str, dict]) -> str:
+    "Markdown table of per-class F1 / IoU (mean over runs) of each model: columns maps a model name to summarise()'s output."
+    classes = list(next(iter(columns.values()))["per_class"])
+    rows = [{"class": c, **{f"{m} F1 / IoU": f"{v['per_class'][c]['f1']['mean']:.3f} / {v['per_class'][c]['iou']['mean']:.3f}"
+                             for m, v in columns.items() if v["per_class"].get(c, {}).get("f1", {}).get("mean") is not None}} for c in classes]
+    return markdown_table(rows)
+
+# ------------------------------------------------------------------------------------------------ scene-grouped folds
+def fold_data_dirs(root: Path, k: int, work: Path) -> list[Path]:
+    """Scene-grouped k-fold datasets of root's patches (linked, not copied): fold j is tested on scene group j, validated
+    on group j+1 and trained on the other groups, so every scene is tested once and no scene is on two sides."""
+    ids = [i for split in ("train", "val", "test") for i in read_split_ids(root, split)]
+    groups = [held for _, held in group_kfold_splits(ids, k, seed=0, class_counts=patch_class_counts(root, ids))]
+    dirs = []
+    for j in range(k):
+        d = work / f"fold-{j}"; (d / "splits").mkdir(parents=True, exist_ok=True)
+        if not (d / "patches").exists(): (d / "patches").symlink_to(root / "patches", target_is_directory=True)
+        test, val = groups[j], groups[(j + 1) % k]
+        parts = {"train": [i for i in ids if i not in set(test) | set(val)], "val": val, "test": test}
+        for name, part in parts.items(): (d / "splits" / f"{name}_X.txt").write_text("\n".join(part) + "\n")
+        dirs.append(d)
+    return dirs
 
 def _parse_set(items: list[str]) -> dict:
     fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
@@ -104,16 +151,29 @@ def _parse_set(items: list[str]) -> dict:
         out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value)
     return out
 
+def _load_or_fit_rf(root: Path, rf_file: Path, refit: bool, quick: bool) -> dict:
+    "The RF scores on root's test split: read from rf_file, or fitted (and written there unless quick)."
+    import json
+    if not refit and rf_file.exists(): return json.loads(rf_file.read_text())
+    rf = random_forest(root, quick=quick)
+    if not quick: write_results(rf_file.stem, rf, rf_file.parent)
+    return rf
+
+def _fmt(stat: dict) -> str:
+    return "–" if stat["mean"] is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
 def main():
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="U-Net training seeds")
     p.add_argument("--epochs", type=int, default=0, help="U-Net epochs (0 = TrainConfig default)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="other TrainConfig overrides (repeatable)")
     p.add_argument("--tag", default="", help="name of this U-Net configuration (run folders and results file)")
-    p.add_argument("--no-rf", action="store_true", help="skip the Random Forest (reuse its numbers from results/quality_rf.json)")
+    p.add_argument("--no-rf", action="store_true", help="skip the Random Forest (reuse its numbers from results/quality_rf*.json)")
     p.add_argument("--no-reuse", action="store_true", help="retrain U-Net runs even if a finished run folder exists")
     p.add_argument("--family", default="default", choices=tuple(SYNTHETIC_FAMILIES), help="synthetic dataset family to train and score on")
+    p.add_argument("--folds", type=int, default=0, help="scene-grouped cross-validation with this many folds (0: the dataset's own splits)")
     args = p.parse_args()
+    if args.folds == 1 or args.folds < 0: raise SystemExit(f"--folds {args.folds}: 0 (no cross-validation) or at least 2")
     threads = set_threads(args.threads); device = pick_device(args.device)
     overrides = _parse_set(args.set)
     if args.epochs: overrides["epochs"] = args.epochs
@@ -122,39 +182,48 @@ def main():
     tag = args.tag or ("quick" if args.quick else "default" if set(overrides) <= {"device"} else "-".join(f"{k}{v}" for k, v in sorted(overrides.items()) if k != "device"))
     if args.family != "default": tag = f"{args.family}-{tag}"      # own run folders and results files per family
     root = synthetic_marida_dir(family=args.family)
-    if args.family != "default": overrides["data_dir"] = str(root)  # (the default family: TrainConfig's own default data)
-    rows, result = [], {"machine": machine_info(device), "command": command_line(), "data": str(root), "config": dataclasses.asdict(TrainConfig(**overrides)),
-                        "tag": tag, "threads": threads}
     rf_name = "quality_rf" if args.family == "default" else f"quality_rf_{args.family}"
-    rf_file = RESULTS_DIR / f"{rf_name}.json"
-    if args.no_rf and rf_file.exists():
-        import json; rf = json.loads(rf_file.read_text())
+    if args.folds:   # every fold its own dataset folder, RF and run folders
+        fold_root = MODELS_DIR / "quality" / "folds" / f"{args.family}-k{args.folds}"
+        datasets = [(f"fold {j}", d, d / "rf.json", MODELS_DIR / "quality" / tag / f"k{args.folds}" / d.name)
+                    for j, d in enumerate(fold_data_dirs(root, args.folds, fold_root))]
     else:
-        rf = random_forest(root, quick=args.quick)
-        if not args.quick: write_results(rf_name, rf)
-    result["random_forest"] = rf; rows.append(_row("RF (MARIDA paper)", rf["scores"]) | {"seconds": rf["fit_seconds"]})
-    runs = []
-    for seed in args.seeds:
-        r = unet_run(overrides, seed, MODELS_DIR / "quality" / tag / f"seed-{seed}", reuse=not args.no_reuse)
-        runs.append(r); rows.append(_row(f"U-Net {tag} seed {seed}", r["scores"]) | {"val_macro_f1": r["val"]["macro_f1"], "seconds": r["train_seconds"], "best_epoch": r["best_epoch"]})
-        print(f"seed {seed}: test macro-F1 {r['scores']['macro_f1']:.4f} (val {r['val']['macro_f1']:.4f}), {r['train_seconds']} s", flush=True)
-    summary = {}
-    for key in ("macro_f1", "miou", "debris_f1"):
-        vals = [_row("", r["scores"])[key] for r in runs]; vals = [v for v in vals if v is not None]
-        summary[key] = {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "values": vals}
-    rows.append({"model": f"U-Net {tag} mean ± std ({len(runs)} seeds)", **{k: summary[k]["mean"] for k in summary}})
-    rf_f1 = rf["scores"]["macro_f1"]; margin = summary["macro_f1"]["mean"] - rf_f1
-    result |= {"unet_runs": runs, "unet_summary": summary, "margin_macro_f1": margin, "target": "U-Net macro-F1 >= RF + 0.05",
-               "meets_target": bool(margin >= 0.05)}
-    for r in result["unet_runs"]: r["scores"].pop("confusion_matrix", None)
-    table = markdown_table(rows, ["model", "macro_f1", "miou", "debris_f1", "accuracy", "val_macro_f1", "best_epoch", "seconds"])
-    spread = " ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary.items() if v["mean"] is not None)
-    text = (f"{table}\n\nU-Net {tag}: {spread}\nmargin macro-F1 (U-Net mean - RF) = {margin:+.4f}; target >= +0.05: "
-            f"{'MET' if margin >= 0.05 else 'NOT met'}\n{command_line()}")
+        datasets = [("", root, RESULTS_DIR / f"{rf_name}.json", MODELS_DIR / "quality" / tag)]
+    result = {"machine": machine_info(device), "command": command_line(), "data": str(root), "folds": args.folds,
+              "config": dataclasses.asdict(TrainConfig(**overrides)), "tag": tag, "threads": threads}
+    rows, rfs, runs = [], [], []
+    for name, data, rf_file, run_root in datasets:
+        where = f" {name}" if name else ""
+        rf = _load_or_fit_rf(data, rf_file, refit=not args.no_rf or args.quick, quick=args.quick) | ({"fold": name} if name else {})
+        rfs.append(rf); rows.append(_row(f"RF (MARIDA paper){where}", rf["scores"]) | {"seconds": rf["fit_seconds"]})
+        fold_overrides = overrides | ({"data_dir": str(data)} if (args.folds or args.family != "default") else {})
+        for seed in args.seeds:
+            r = unet_run(fold_overrides, seed, run_root / f"seed-{seed}", reuse=not args.no_reuse) | ({"fold": name} if name else {})
+            runs.append(r)
+            rows.append(_row(f"U-Net {tag}{where} seed {seed}", r["scores"]) | {"val_debris_f1": r["val"].get("per_class", {}).get("Marine Debris", {}).get("f1"),
+                        "val_macro_f1": r["val"]["macro_f1"], "best_epoch": r["best_epoch"], "seconds": r["train_seconds"]})
+            print(f"{name or 'test'} seed {seed}: debris F1 {rows[-1]['debris_f1']:.4f}, macro-F1 {r['scores']['macro_f1']:.4f} "
+                  f"(val {r['val']['macro_f1']:.4f}), {r['train_seconds']} s", flush=True)
+    rf_summary, summary = summarise([rf["scores"] for rf in rfs]), summarise([r["scores"] for r in runs])
+    over = f"{len(runs)} runs: {len(args.seeds)} seed(s)" + (f" × {args.folds} scene-grouped folds" if args.folds else "")
+    if args.folds: rows.append({"model": f"RF mean ({args.folds} folds)", **{k: rf_summary[k]["mean"] for k in SUMMARY_KEYS}})
+    rows.append({"model": f"U-Net {tag} mean ({over})", **{k: summary[k]["mean"] for k in SUMMARY_KEYS}})
+    margins = {k: summary[k]["mean"] - rf_summary[k]["mean"] for k in ("debris_f1", "macro_f1")}
+    result |= {"random_forest": rfs if args.folds else rfs[0], "rf_summary": rf_summary, "unet_runs": runs, "unet_summary": summary,
+               "margin_debris_f1": margins["debris_f1"], "margin_macro_f1": margins["macro_f1"],
+               "target": "U-Net debris F1 >= RF + 0.03", "meets_target": bool(margins["debris_f1"] >= 0.03)}
+    for r in (*runs, *rfs): r["scores"].pop("confusion_matrix", None)
+    table = markdown_table(rows, ["model", *SUMMARY_KEYS[:4], "accuracy", "val_debris_f1", "val_macro_f1", "best_epoch", "seconds"])
+    spread = ", ".join(f"{k} {_fmt(summary[k])}" for k in SUMMARY_KEYS[:4])
+    classes = per_class_table({"RF": rf_summary, f"U-Net {tag}": summary})
+    text = (f"{table}\n\nU-Net {tag} ({over}): {spread}\nmargins over the RF: debris F1 {margins['debris_f1']:+.4f} "
+            f"(target >= +0.03: {'MET' if margins['debris_f1'] >= 0.03 else 'NOT met'}), macro-F1 {margins['macro_f1']:+.4f}\n\n"
+            f"per-class F1 / IoU on the test split{'s' if args.folds else ''} (mean over runs):\n\n{classes}\n{command_line()}")
     print(text)
     result["table"] = text
     name = "quality_quick" if args.quick else f"quality_{tag}" if tag != "default" else "quality"
     if args.family != "default": name = f"quality_{args.family}_quick" if args.quick else f"quality_{tag}"   # e.g. quality_archive-default
+    if args.folds: name += f"_k{args.folds}"
     path = write_results(name, result)
     print(f"wrote {path}")
 

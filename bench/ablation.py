@@ -1,0 +1,82 @@
+"""Ablation table: every U-Net configuration measured by bench/quality.py, per dataset family, mean ± std over seeds,
+beside the Random Forest, led by Marine Debris F1 and IoU. Reads the results files only; trains nothing.
+
+    python bench/ablation.py                                   # the configurations in CONFIGURATIONS
+    python bench/ablation.py --config "U-Net + 8 indices=indices8"   # another label=tag (the tag of quality.py --tag)
+"""
+from __future__ import annotations
+import argparse, json, sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS_DIR, markdown_table, write_results, command_line   # noqa: E402
+
+# label -> quality.py tag (results file quality_<tag>.json, or quality_<family>-<tag>.json for another family)
+CONFIGURATIONS = {"U-Net, bands only (features=none: the default until 2026-11-30)": "default",
+                  "U-Net + the 8 MARIDA indices (features=auto: the default now)": "indices8"}
+FAMILIES = ("default", "archive")
+COLUMNS = ("model", "seeds", "debris F1", "debris IoU", "macro-F1", "mIoU", "val debris F1", "val macro-F1", "best epoch")
+FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _debris(s, "iou")),
+           ("macro-F1", lambda s: s["macro_f1"]), ("mIoU", lambda s: s["miou"]))
+
+def _debris(scores: dict, key: str) -> float:
+    return scores["per_class"]["Marine Debris"][key]
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values); mean = sum(values) / n
+    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+
+def _cell(values: list[float]) -> str:
+    mean, std = _mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+def results_file(family: str, tag: str) -> Path:
+    "Where bench/quality.py writes the results of `tag` on `family`."
+    if family == "default": return RESULTS_DIR / ("quality.json" if tag == "default" else f"quality_{tag}.json")
+    return RESULTS_DIR / f"quality_{family}-{tag}.json"
+
+def rf_file(family: str) -> Path:
+    return RESULTS_DIR / ("quality_rf.json" if family == "default" else f"quality_rf_{family}.json")
+
+def family_rows(family: str, configurations: dict[str, str]) -> tuple[list[dict], dict]:
+    "Table rows (RF first, then each configuration found) and the raw figures of one family."
+    rows, raw = [], {}
+    if rf_file(family).exists():
+        rf = json.loads(rf_file(family).read_text())["scores"]
+        rows.append({"model": "Random Forest (MARIDA paper features)", "seeds": "–", **{n: f"{f(rf):.3f}" for n, f in FIGURES}})
+        raw["Random Forest"] = {n: [f(rf)] for n, f in FIGURES}
+    for label, tag in configurations.items():
+        path = results_file(family, tag)
+        if not path.exists(): continue
+        runs = json.loads(path.read_text())["unet_runs"]
+        figures = {n: [f(r["scores"]) for r in runs] for n, f in FIGURES}
+        figures["val debris F1"] = [r["val"]["per_class"]["Marine Debris"]["f1"] for r in runs if "per_class" in r["val"]]
+        figures["val macro-F1"] = [r["val"]["macro_f1"] for r in runs]
+        figures["best epoch"] = [r["best_epoch"] for r in runs]
+        raw[label] = figures | {"seeds": [r["seed"] for r in runs], "file": path.name}
+        rows.append({"model": label, "seeds": " ".join(str(r["seed"]) for r in runs),
+                     **{n: _cell(v) for n, v in figures.items() if v and n != "best epoch"},
+                     "best epoch": " ".join(str(e) for e in figures["best epoch"])})
+    return rows, raw
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", action="append", default=[], metavar="LABEL=TAG", help="a configuration to add (repeatable)")
+    args = p.parse_args()
+    configurations = dict(CONFIGURATIONS)
+    for item in args.config:
+        label, sep, tag = item.rpartition("=")
+        if not sep or not label or not tag: raise SystemExit(f"--config {item!r}: expected LABEL=TAG")
+        configurations[label] = tag
+    text, out = [], {"command": command_line(), "families": {}}
+    for family in FAMILIES:
+        rows, raw = family_rows(family, configurations)
+        if not rows: continue
+        out["families"][family] = raw
+        text.append(f"### {family} family (test split; val columns: the validation split)\n\n{markdown_table(rows, COLUMNS)}")
+    text = "\n\n".join(text) + f"\n\n{command_line()}"
+    print(text)
+    out["table"] = text
+    print(f"wrote {write_results('ablation', out)}")
+
+if __name__ == "__main__":
+    main()
