@@ -1,7 +1,7 @@
 """Recipe cost: seconds per training epoch (training steps, data loading, validation: what `train()` does) of
 TrainConfig variants against today's defaults, side by side in one process with interleaved repeats.
 
-    python bench/recipe_cost.py                                              # defaults vs the 8 spectral indices
+    python bench/recipe_cost.py                                              # defaults vs the bands alone (features=none)
     python bench/recipe_cost.py --variant "bf16=precision=bf16" --variant "e80=epochs=80"
     python bench/recipe_cost.py --quick                                      # smoke run
 
@@ -18,8 +18,6 @@ import json
 
 from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
-
-INDICES8 = "ndvi,fai,fdi,si,ndwi,nrd,ndmi,bsi"
 
 def parse_variant(item: str) -> tuple[str, dict]:
     "'label=field=value,field=value' as (label, TrainConfig overrides)."
@@ -48,7 +46,7 @@ def main():
     p.add_argument("--family", default="default", choices=tuple(SYNTHETIC_FAMILIES), help="synthetic dataset family")
     args = p.parse_args()
     threads = set_threads(args.threads); device = pick_device(args.device)
-    variants = dict([("today's defaults", {})] + [parse_variant(v) for v in (args.variant or [f"8 spectral indices=features={INDICES8}"])])
+    variants = dict([("today's defaults", {})] + [parse_variant(v) for v in (args.variant or ["bands only=features=none"])])
     repeats, epochs = (1, 2) if args.quick else (args.repeats, args.epochs)
     common = {"device": device.type} | ({"data_dir": str(synthetic_marida_dir(family=args.family))} if args.family != "default" else {})
     times = {label: [] for label in variants}
@@ -67,7 +65,8 @@ def main():
     print(text)
     out = {"machine": info, "command": command_line(), "family": args.family, "variants": variants,
            "epoch_seconds": times, "rows": rows, "table": text}
-    print(f"wrote {write_results('recipe_cost_quick' if args.quick else 'recipe_cost', out)}")
+    name = "recipe_cost" + ("_quick" if args.quick else "") + ("" if args.family == "default" else f"_{args.family}")
+    print(f"wrote {write_results(name, out)}")
 
 if __name__ == "__main__":
     main()
