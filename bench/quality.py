@@ -141,12 +141,12 @@ def fold_data_dirs(root: Path, k: int, work: Path) -> list[Path]:
         dirs.append(d)
     return dirs
 
-def _parse_set(items: list[str]) -> dict:
-    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    out = {}
+def parse_overrides(items: list[str], option: str="--set") -> dict:
+    "TrainConfig overrides from FIELD=VALUE strings, each VALUE converted to the field's type (`option` names them in errors)."
+    fields, out = {f.name for f in dataclasses.fields(TrainConfig)}, {}
     for item in items:
         key, _, value = item.partition("=")
-        if key not in fields: raise SystemExit(f"--set {item}: TrainConfig has no field {key!r}")
+        if key not in fields: raise SystemExit(f"{option} {item}: TrainConfig has no field {key!r}")
         default = getattr(TrainConfig(), key)
         out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value)
     return out
@@ -175,7 +175,7 @@ def main():
     args = p.parse_args()
     if args.folds == 1 or args.folds < 0: raise SystemExit(f"--folds {args.folds}: 0 (no cross-validation) or at least 2")
     threads = set_threads(args.threads); device = pick_device(args.device)
-    overrides = _parse_set(args.set)
+    overrides = parse_overrides(args.set)
     if args.epochs: overrides["epochs"] = args.epochs
     if args.quick: overrides.setdefault("epochs", 2); overrides.setdefault("max_batches", 2); args.seeds = args.seeds[:1]
     overrides.setdefault("device", device.type)

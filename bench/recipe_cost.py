@@ -10,7 +10,7 @@ Each repeat trains every variant for --epochs epochs from the same seed on the s
 epochs' seconds; the ratio to the defaults is what a full training costs in CPU time, for the same number of epochs.
 """
 from __future__ import annotations
-import dataclasses, statistics, sys, tempfile
+import statistics, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import *   # noqa: F401,F403
@@ -18,19 +18,13 @@ import json
 
 from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
+from quality import parse_overrides
 
 def parse_variant(item: str) -> tuple[str, dict]:
-    "'label=field=value,field=value' as (label, TrainConfig overrides)."
+    "'LABEL=FIELD=VALUE[;FIELD=VALUE...]' as (label, TrainConfig overrides)."
     label, sep, rest = item.partition("=")
-    if not sep or not rest: raise SystemExit(f"--variant {item!r}: expected LABEL=FIELD=VALUE[,FIELD=VALUE...]")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    out = {}
-    for pair in rest.split(";"):
-        key, _, value = pair.partition("=")
-        if key not in fields: raise SystemExit(f"--variant {item!r}: TrainConfig has no field {key!r}")
-        default = getattr(TrainConfig(), key)
-        out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value)
-    return label, out
+    if not sep or not rest: raise SystemExit(f"--variant {item!r}: expected LABEL=FIELD=VALUE[;FIELD=VALUE...]")
+    return label, parse_overrides(rest.split(";"), option=f"--variant {label}:")
 
 def epoch_seconds(overrides: dict, epochs: int, work: Path) -> list[float]:
     "Train TrainConfig(**overrides) for `epochs` epochs into a fresh folder; the seconds of each epoch after the first."
