@@ -11,8 +11,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, markdown_table, write_results, command_line   # noqa: E402
 
 # label -> quality.py tag (results file quality_<tag>.json, or quality_<family>-<tag>.json for another family)
-CONFIGURATIONS = {"U-Net, bands only (features=none: the default until 2026-11-30)": "default",
-                  "U-Net + the 8 MARIDA indices (features=auto: the default now)": "indices8"}
+CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "default",
+                  "U-Net + the 8 MARIDA indices, fp32": "indices8",
+                  "U-Net + 8 indices + debris oversampling x4, fp32": "oversample4",
+                  "U-Net + 8 indices, bf16 training (the default now on a CPU with native bf16)": "bf16"}
 FAMILIES = ("default", "archive")
 COLUMNS = ("model", "seeds", "debris F1", "debris IoU", "macro-F1", "mIoU", "val debris F1", "val macro-F1", "best epoch")
 FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _debris(s, "iou")),

@@ -26,6 +26,7 @@ from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.data import MaridaDataset, group_kfold_splits, patch_class_counts, read_split_ids
 from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
 from marine_unet.train import TrainConfig, train
+from marine_unet.forward import autocast_dtype, precision_name
 from marine_unet.evaluate import evaluate_model
 
 # ------------------------------------------------------------------------------------------------ RF features
@@ -78,7 +79,15 @@ def _same_config(run_dir: Path, overrides: dict, seed: int) -> bool:
     wanted["bands"] = list(parse_bands(wanted["bands"] or None))   # saved as checked band names
     wanted["features"] = list(parse_features(wanted["features"], wanted["bands"]))   # and checked index names
     defaults = dataclasses.asdict(TrainConfig())   # a field added since the run was saved counts as its default
-    return all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device"))
+    same = all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device", "precision"))
+    device = torch.device("cuda" if torch.cuda.is_available() and overrides.get("device", "auto") != "cpu" else "cpu")
+    return same and _saved_precision(saved, device) == precision_name(autocast_dtype(wanted["precision"], device))
+
+def _saved_precision(saved: dict, device: torch.device) -> str:
+    "The arithmetic a saved run trained in: its precision_resolved, or for older runs what precision meant then."
+    if "precision_resolved" in saved: return saved["precision_resolved"]
+    name = saved.get("precision", "auto")   # until 2026-11-30 "auto" was fp16 on CUDA and fp32 on every CPU
+    return name if name != "auto" else ("fp16" if device.type == "cuda" else "fp32")
 
 def unet_run(overrides: dict, seed: int, run_dir: Path, reuse: bool=True) -> dict:
     "Train TrainConfig() + overrides with `seed` into run_dir (reused when finished earlier); score best_model on val and test."

@@ -67,7 +67,7 @@ class TrainConfig:
     cutmix: float = 0.0             # probability of CutMix per batch
     copy_paste: float = 0.0         # probability of rare-class copy-paste per batch
     debris_oversampling: float = 1.0  # patches holding Marine Debris are drawn this many times as often as the others (with replacement, same epoch length); 1: every patch once an epoch
-    precision: str = "auto"         # mixed precision: auto (fp16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16
+    precision: str = "auto"         # mixed precision: auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, bf16 or fp16
     accumulate: int = 1             # gradient accumulation steps
     clip_grad: float = 1.0          # max gradient norm; 0: no clipping
     monitor: str = "macro_f1"       # validation score for the best model and early stopping: macro_f1, miou, accuracy, weighted_f1 or val_loss
@@ -505,7 +505,8 @@ def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
     if rank == 0:
         make_run_dir(run.run_dir)
         if cfg.resume: remove_interrupted_writes(run.run_dir)
-        record_run(run.run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(run.data_dir), "bands_resolved": list(cfg.bands)},
+        record_run(run.run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(run.data_dir), "bands_resolved": list(cfg.bands),
+                                                      "precision_resolved": precision_name(run.amp_dtype)},
                    run.data_dir, device)
     return run
 
