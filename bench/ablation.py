@@ -12,6 +12,7 @@ from common import RESULTS_DIR, markdown_table, write_results, command_line   # 
 
 # label -> quality.py tag (results file quality_<tag>.json, or quality_<family>-<tag>.json for another family)
 CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "default",
+                  "U-Net, bands only, bf16 training": "bands-bf16",
                   "U-Net + the 8 MARIDA indices, fp32": "indices8",
                   "U-Net + 8 indices + debris oversampling x4, fp32": "oversample4",
                   "U-Net + 8 indices, bf16 training (the default now on a CPU with native bf16)": "bf16"}
