@@ -480,6 +480,9 @@ def _build_optimisation(run: _Run):
 def _restore(run: _Run):
     "Continue from the run folder's training state, read and checked before anything in the folder changes."
     state = load_training_state(run.state_path); _compatible(state["config"], run.cfg)
+    was, now = state.get("precision_resolved"), precision_name(run.amp_dtype)   # "auto" differs between machines
+    if was is not None and was != now:
+        raise InputError(f"resume: out_dir {run.cfg.out_dir} trained in {was}, and precision={run.cfg.precision} means {now} here; pass precision={was} to continue it exactly")
     run.model.load_state_dict(state["model"]); run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if run.scaler and state.get("scaler"): run.scaler.load_state_dict(state["scaler"])
@@ -494,7 +497,8 @@ def _training_state(run: _Run, epoch: int) -> dict:
             "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
             "scaler": run.scaler.state_dict() if run.scaler else None, "ema": run.ema.state_dict() if run.ema is not None else None,
             "swa": run.swa.state_dict() if run.swa is not None else None, "history": run.history, "best": run.best,
-            "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs, "rng": rng_state()}
+            "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs, "rng": rng_state(),
+            "precision_resolved": precision_name(run.amp_dtype)}
 
 def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
     "Everything before the first epoch; the run folder is written only once all of it is built and checked."
