@@ -9,6 +9,7 @@ import argparse, json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, markdown_table, write_results, command_line   # noqa: E402
+from quality import mean_std, results_name, rf_results_name   # noqa: E402
 
 # label -> quality.py tag (results file quality_<tag>.json, or quality_<family>-<tag>.json for another family)
 CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "default",
@@ -24,21 +25,16 @@ FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _
 def _debris(scores: dict, key: str) -> float:
     return scores["per_class"]["Marine Debris"][key]
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    n = len(values); mean = sum(values) / n
-    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-
 def _cell(values: list[float]) -> str:
-    mean, std = _mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+    s = mean_std(values)
+    return f"{s['mean']:.3f} ± {s['std']:.3f}" if len(values) > 1 else f"{s['mean']:.3f}"
 
 def results_file(family: str, tag: str) -> Path:
     "Where bench/quality.py writes the results of `tag` on `family`."
-    if family == "default": return RESULTS_DIR / ("quality.json" if tag == "default" else f"quality_{tag}.json")
-    return RESULTS_DIR / f"quality_{family}-{tag}.json"
+    return RESULTS_DIR / f"{results_name(family, tag)}.json"
 
 def rf_file(family: str) -> Path:
-    return RESULTS_DIR / ("quality_rf.json" if family == "default" else f"quality_rf_{family}.json")
+    return RESULTS_DIR / f"{rf_results_name(family)}.json"
 
 def family_rows(family: str, configurations: dict[str, str]) -> tuple[list[dict], dict]:
     "Table rows (RF first, then each configuration found) and the raw figures of one family."

@@ -80,7 +80,7 @@ def _same_config(run_dir: Path, overrides: dict, seed: int) -> bool:
     wanted["features"] = list(parse_features(wanted["features"], wanted["bands"]))   # and checked index names
     defaults = dataclasses.asdict(TrainConfig())   # a field added since the run was saved counts as its default
     same = all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device", "precision"))
-    device = torch.device("cuda" if torch.cuda.is_available() and overrides.get("device", "auto") != "cpu" else "cpu")
+    device = pick_device(overrides.get("device", "auto"))
     return same and _saved_precision(saved, device) == precision_name(autocast_dtype(wanted["precision"], device))
 
 def _saved_precision(saved: dict, device: torch.device) -> str:
@@ -117,14 +117,16 @@ def _row(name: str, s: dict) -> dict:
     return {"model": name, "debris_f1": debris.get("f1"), "debris_iou": debris.get("iou"), "macro_f1": s["macro_f1"], "miou": s["miou"],
             "debris_precision": debris.get("precision"), "debris_recall": debris.get("recall"), "accuracy": s["accuracy"]}
 
+def mean_std(values: list) -> dict:
+    "Mean, std (ddof=1; 0 for one value) and the values, Nones left out (mean None when nothing is left)."
+    vals = [v for v in values if v is not None]
+    return {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "values": vals}
+
 def summarise(score_sets: list[dict]) -> dict:
     "Mean, std (ddof=1) and values over runs of each SUMMARY_KEYS figure and of each class's F1 and IoU."
-    def stats(vals):
-        vals = [v for v in vals if v is not None]
-        return {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "values": vals}
-    out = {k: stats([_row("", s)[k] for s in score_sets]) for k in SUMMARY_KEYS}
+    out = {k: mean_std([_row("", s)[k] for s in score_sets]) for k in SUMMARY_KEYS}
     names = score_sets[0]["per_class"].keys() if score_sets else []
-    out["per_class"] = {c: {m: stats([s["per_class"].get(c, {}).get(m) for s in score_sets]) for m in ("f1", "iou")} for c in names}
+    out["per_class"] = {c: {m: mean_std([s["per_class"].get(c, {}).get(m) for s in score_sets]) for m in ("f1", "iou")} for c in names}
     return out
 
 def per_class_table(columns: dict[str, dict]) -> str:
@@ -160,6 +162,16 @@ def parse_overrides(items: list[str], option: str="--set") -> dict:
         out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value)
     return out
 
+def results_name(family: str, tag: str, quick: bool=False, folds: int=0) -> str:
+    "The results file (without .json) of U-Net configuration `tag` on `family`: quality.json, quality_<tag>.json, quality_<family>-<tag>.json."
+    name = ("quality_quick" if quick else "quality" if tag == "default" else f"quality_{tag}") if family == "default" else \
+           (f"quality_{family}_quick" if quick else f"quality_{family}-{tag}")
+    return name + (f"_k{folds}" if folds else "")
+
+def rf_results_name(family: str) -> str:
+    "The results file (without .json) of the Random Forest on `family`."
+    return "quality_rf" if family == "default" else f"quality_rf_{family}"
+
 def _load_or_fit_rf(root: Path, rf_file: Path, refit: bool, quick: bool) -> dict:
     "The RF scores on root's test split: read from rf_file, or fitted (and written there unless quick)."
     import json
@@ -188,16 +200,15 @@ def main():
     if args.epochs: overrides["epochs"] = args.epochs
     if args.quick: overrides.setdefault("epochs", 2); overrides.setdefault("max_batches", 2); args.seeds = args.seeds[:1]
     overrides.setdefault("device", device.type)
-    tag = args.tag or ("quick" if args.quick else "default" if set(overrides) <= {"device"} else "-".join(f"{k}{v}" for k, v in sorted(overrides.items()) if k != "device"))
-    if args.family != "default": tag = f"{args.family}-{tag}"      # own run folders and results files per family
+    config_tag = args.tag or ("quick" if args.quick else "default" if set(overrides) <= {"device"} else "-".join(f"{k}{v}" for k, v in sorted(overrides.items()) if k != "device"))
+    tag = config_tag if args.family == "default" else f"{args.family}-{config_tag}"   # own run folders per family
     root = synthetic_marida_dir(family=args.family)
-    rf_name = "quality_rf" if args.family == "default" else f"quality_rf_{args.family}"
     if args.folds:   # every fold its own dataset folder, RF and run folders
         fold_root = MODELS_DIR / "quality" / "folds" / f"{args.family}-k{args.folds}"
         datasets = [(f"fold {j}", d, d / "rf.json", MODELS_DIR / "quality" / tag / f"k{args.folds}" / d.name)
                     for j, d in enumerate(fold_data_dirs(root, args.folds, fold_root))]
     else:
-        datasets = [("", root, RESULTS_DIR / f"{rf_name}.json", MODELS_DIR / "quality" / tag)]
+        datasets = [("", root, RESULTS_DIR / f"{rf_results_name(args.family)}.json", MODELS_DIR / "quality" / tag)]
     result = {"machine": machine_info(device), "command": command_line(), "data": str(root), "folds": args.folds,
               "config": dataclasses.asdict(TrainConfig(**overrides)), "tag": tag, "threads": threads}
     rows, rfs, runs = [], [], []
@@ -230,10 +241,7 @@ def main():
             f"per-class F1 / IoU on the test split{'s' if args.folds else ''} (mean over runs):\n\n{classes}\n{command_line()}")
     print(text)
     result["table"] = text
-    name = "quality_quick" if args.quick else f"quality_{tag}" if tag != "default" else "quality"
-    if args.family != "default": name = f"quality_{args.family}_quick" if args.quick else f"quality_{tag}"   # e.g. quality_archive-default
-    if args.folds: name += f"_k{args.folds}"
-    path = write_results(name, result)
+    path = write_results(results_name(args.family, config_tag, args.quick, args.folds), result)
     print(f"wrote {path}")
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ from torch import nn
 from .core import *
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'cpu_has_native_bf16', 'autocast_dtype',
-           'precision_name', 'autocast', 'model_device', 'prepare_model', 'model_input', 'dihedral_transforms',
-           'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits', 'batch_probabilities', 'predict_array']
+__all__ = ['PRECISIONS', 'AUTOCAST_DTYPES', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'cpu_has_native_bf16',
+           'autocast_dtype', 'precision_name', 'autocast', 'model_device', 'prepare_model', 'model_input',
+           'dihedral_transforms', 'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits', 'batch_probabilities',
+           'predict_array']
 
 # %% ../nbs/03a_forward.ipynb #d66c439b
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision name -> autocast dtype (None: float32)
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic (x86, Arm)
 
 def cpu_has_native_bf16(cpuinfo: str|None=None,  # text of /proc/cpuinfo; None: read this machine's (no file: False)
@@ -40,12 +42,12 @@ def autocast_dtype(precision: str,        # auto, fp32, bf16 or fp16 (see PRECIS
         return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     if precision == "fp16" and device.type != "cuda":
         raise InputError(f"precision='fp16': float16 autocast needs a CUDA device, the model is on {device.type}; use bf16 or fp32")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return AUTOCAST_DTYPES[precision]
 
 def precision_name(dtype: torch.dtype|None,  # from autocast_dtype
                   ) -> str:
     "The precision name of an autocast dtype: what `auto` resolved to, for the run's record."
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return {d: name for name, d in AUTOCAST_DTYPES.items()}[dtype]
 
 def autocast(device: torch.device,     # where the model runs
              dtype: torch.dtype|None,  # from autocast_dtype; None: plain float32
