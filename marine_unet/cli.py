@@ -10,7 +10,7 @@ from .model import load_model
 from .train import TrainConfig, train
 from .evaluate import run_evaluation
 from .forward import PRECISIONS
-from .infer import predict_scene, partial_path, probabilities_path, export_onnx, quantize_onnx, onnx_parity
+from .infer import predict_scene, partial_path, scene_outputs, export_onnx, quantize_onnx, onnx_parity
 import argparse, ast, dataclasses, importlib.util, inspect, math, os, re, sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -60,7 +60,8 @@ def _subparser(commands, name: str, help: str) -> argparse.ArgumentParser:
 
 # %% ../nbs/08_cli.ipynb #96f5f092
 def _add_model_options(p: argparse.ArgumentParser):
-    p.add_argument("--model", required=True, help="a training run folder or a model folder written by save_model")
+    p.add_argument("--model", required=True, action="append",
+                   help="a training run folder, a model folder, or a repeated_runs folder (seeds or folds); repeat for an ensemble")
     p.add_argument("--batch-size", type=_positive, default=8, help="patches or tiles per forward pass")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False, help="average the 8 dihedral views")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
@@ -86,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="", help='MARIDA root; "" = the synthetic default dataset')
     p.add_argument("--split", default="test", help="split to evaluate")
     p.add_argument("--out", default="runs/evaluate", help="folder for every figure, table and number")
-    p.add_argument("--tune-threshold", action=argparse.BooleanOptionalAction, default=True, help="tune the debris threshold on val")
+    p.add_argument("--tune-threshold", action=argparse.BooleanOptionalAction, default=True,
+                   help="tune the decision's Marine Debris threshold on val; writes decision.json")
+    p.add_argument("--decision", default=None, help="a decision.json to apply (its debris threshold re-tuned on val unless --no-tune-threshold)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
+                   help="fit temperature scaling on val and store it in each model folder (temperature.json)")
     p.add_argument("--epsilons", type=_floats, default="0,0.01,0.05", help='comma-separated FGSM step sizes; "" skips the attack')
     p = _subparser(commands, "predict", "classify scene GeoTIFFs into class-map GeoTIFFs")
     _add_model_options(p)
@@ -95,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="tile side, pixels")
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles")
     p.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=False, help="also write <stem>_probabilities.tif")
+    p.add_argument("--decision", default=None, help="the decision.json that evaluate wrote (thresholds, debris rule, smoothing, cleaning); default: arg-max")
+    p.add_argument("--confidence", action=argparse.BooleanOptionalAction, default=False,
+                   help="also write <stem>_confidence.tif: max probability, entropy and, for ensembles, member disagreement (uint8)")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace existing outputs")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                    help="continue interrupted predictions (<output>.partial/) and skip scenes already done")
@@ -132,9 +140,15 @@ def _run_train(args) -> str:
     if "metrics" not in result: return f"run {result['run_dir']}: stopped after {result['epochs_run']} epochs (resume to continue)"
     return f"run {result['run_dir']}: best epoch {result['best_epoch']}; " + _summary(result["metrics"])
 
+def _models(args) -> Path|list[Path]:
+    "The --model folders, each checked to exist: one path, or a list for an ensemble."
+    models = [_existing(m, "model") for m in args.model]
+    return models[0] if len(models) == 1 else models
+
 def _run_evaluate(args) -> str:
-    result = run_evaluation(_existing(args.model, "model"), args.data, args.split, args.out, args.batch_size, args.tta,
-                            args.device, args.tune_threshold, epsilons=args.epsilons, precision=args.precision)
+    decision = _existing(args.decision, "decision file") if args.decision else None
+    result = run_evaluation(_models(args), args.data, args.split, args.out, args.batch_size, args.tta, args.device, args.tune_threshold,
+                            epsilons=args.epsilons, precision=args.precision, decision=decision, calibrate=args.calibrate)
     return f"report {result['report']}: " + _summary(result["metrics"])
 
 # %% ../nbs/08_cli.ipynb #1bbf2cea
@@ -147,17 +161,18 @@ def _scene_pairs(source: Path, destination: Path) -> list[tuple[Path, Path]]:
 
 def _already_done(out: Path, args) -> bool:
     "With --resume: the scene's outputs are complete (finished files, no partial run left)."
-    wanted = [out] + ([probabilities_path(out)] if args.probabilities else [])
+    wanted = scene_outputs(out, args.probabilities, args.confidence)
     return args.resume and not args.overwrite and all(p.is_file() for p in wanted) and not partial_path(out).exists()
 
 def _run_predict(args) -> str:
-    model, pairs = _existing(args.model, "model"), _scene_pairs(_existing(args.input, "input"), Path(args.output))
+    model, pairs = _models(args), _scene_pairs(_existing(args.input, "input"), Path(args.output))
+    decision = _existing(args.decision, "decision file") if args.decision else None
     lines = []
     for scene, out in pairs:
         if _already_done(out, args): lines.append(f"{scene} -> {out} (already done)"); continue
         predict_scene(model, scene, out, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                       probabilities=args.probabilities, device=args.device, precision=args.precision,
-                      overwrite=args.overwrite, resume=args.resume, progress=False)
+                      overwrite=args.overwrite, resume=args.resume, progress=False, decision=decision, confidence=args.confidence)
         lines.append(f"{scene} -> {out}")
     return "\n".join(lines)
 
@@ -201,13 +216,14 @@ def pipeline_plan(data_dir: str|Path,           # MARIDA root ("" = synthetic de
                   parameters: dict[str, Any],   # extra notebook parameters (each goes where declared)
                   declared: dict[str, set[str]],# notebook name -> the parameters it declares
                  ) -> list[tuple[str, Path, dict[str, Any]]]:
-    "(notebook, executed copy, parameters) for each step; evaluate and infer get the model training writes."
+    "(notebook, executed copy, parameters) for each step; evaluate and infer get the model training writes, infer the decision evaluate writes."
     run = Path(out_dir).resolve(); data = str(Path(data_dir).resolve()) if data_dir else ""
     unknown = set(parameters) - set().union(*declared.values())
     if unknown: raise InputError(f"parameters {sorted(unknown)}: declared by none of {', '.join(declared)}")
     fixed = {"05_train.ipynb": {"data_dir": data, "out_dir": str(run)},
              "06_evaluate.ipynb": {"model_dir": str(run/"best_model"), "data_dir": data, "out_dir": str(run/"evaluate")},
-             "07_infer.ipynb": {"model_dir": str(run/"best_model"), "out_dir": str(run/"infer")}}
+             "07_infer.ipynb": {"model_dir": str(run/"best_model"), "out_dir": str(run/"infer")} |
+                               ({"decision_file": str(run/"evaluate"/"decision.json")} if "decision_file" in declared.get("07_infer.ipynb", ()) else {})}
     return [(name, run/name, {k: v for k, v in parameters.items() if k in declared[name]} | fixed[name]) for name in declared]
 
 # %% ../nbs/08_cli.ipynb #5c14e892
@@ -269,7 +285,10 @@ def _run_pipeline(args) -> str:
     plan[0][1].parent.mkdir(parents=True, exist_ok=True)
     in_test = os.environ.pop("IN_TEST", None)   # the notebooks shrink their runs under nbdev_test; the pipeline runs them for real
     try:
-        for name, executed, parameters in plan: run_notebook(notebook_path(name), executed, parameters)
+        for name, executed, parameters in plan:
+            if parameters.get("decision_file") and name == "07_infer.ipynb" and not Path(parameters["decision_file"]).is_file():
+                parameters = {k: v for k, v in parameters.items() if k != "decision_file"}   # evaluate wrote none (e.g. no debris in val): arg-max
+            run_notebook(notebook_path(name), executed, parameters)
     finally:
         if in_test is not None: os.environ["IN_TEST"] = in_test
     return "executed: " + ", ".join(str(executed) for _, executed, _ in plan)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_evaluate.ipynb #2bf376a6
 from __future__ import annotations
-import math
+import dataclasses, json, math
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
@@ -21,9 +21,9 @@ from .forward import *
 
 # %% auto #0
 __all__ = ['FDI_BANDS', 'dataset_for_model', 'predict_dataset', 'evaluate_model', 'plot_confusion_matrix', 'plot_class_scores',
-           'plot_precision_recall', 'fdi', 'worst_and_best', 'error_map', 'plot_patch_grid', 'plot_debris_errors',
-           'ensemble_predict', 'ensemble_table', 'fgsm_attack', 'fgsm_report', 'plot_robustness', 'write_report',
-           'run_evaluation']
+           'plot_precision_recall', 'plot_reliability', 'fdi', 'worst_and_best', 'error_map', 'plot_patch_grid',
+           'plot_debris_errors', 'ensemble_predict', 'ensemble_table', 'fgsm_attack', 'fgsm_report', 'plot_robustness',
+           'write_report', 'tune_decision', 'run_evaluation']
 
 # %% ../nbs/06_evaluate.ipynb #3834abe2
 def dataset_for_model(config: dict[str, Any],  # a model folder's config (as load_model returns it)
@@ -37,40 +37,46 @@ def dataset_for_model(config: dict[str, Any],  # a model folder's config (as loa
                          normalize=(config["mean"], config["std"]), cache=cache)
 
 # %% ../nbs/06_evaluate.ipynb #e858928e
-def predict_dataset(model: nn.Module,                  # a segmentation model (logits N, K, H, W)
+def predict_dataset(models,                            # a bare nn.Module, or model folders / pairs / members as forward's model_members takes
                     dataset: torch.utils.data.Dataset, # yields dicts with image, mask and id (e.g. MaridaDataset)
                     batch_size: int=8,                 # patches per forward pass
                     device: str|torch.device="cpu",    # where to run the model
                     tta: bool=False,                   # average the softmax over the 8 dihedral views
                     dtype: type=np.float32,            # dtype of the probabilities kept (float16 halves the memory)
                     precision: str="fp32",             # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
+                    member_confusions: bool=False,     # also count each member's confusion matrix (ensembles)
                    ) -> dict[str, Any]:
-    "Softmax probabilities (N, K, H, W), targets int64 (N, H, W) and ids of every patch of `dataset`."
+    "Softmax probabilities (N, K, H, W) (the members' tempered mean), targets int64 (N, H, W) and ids of every patch of `dataset`."
     batch_size, device = check_integer("batch_size", batch_size, 1), as_device(device)
     if len(dataset) == 0: raise InputError("dataset: holds no patches")
-    model, autocast_to = model.to(device).eval(), autocast_dtype(precision, device)
-    probabilities, targets, ids = [], [], []
-    with torch.no_grad(), autocast(device, autocast_to):
-        for batch in make_loader(dataset, batch_size=batch_size, pin_memory=False):
-            p = batch_probabilities(model, model_input(batch["image"], device, False), tta)
-            probabilities.append(p.float().cpu().numpy().astype(dtype)); targets.append(batch["mask"].numpy()); ids += list(batch["id"])
-    return {"probabilities": np.concatenate(probabilities), "targets": np.concatenate(targets).astype(np.int64), "ids": ids}
+    members = [(prepare_model(models, device), {})] if isinstance(models, nn.Module) else model_members(models, device)
+    autocast_to = autocast_dtype(precision, model_device(members[0][0]))
+    probabilities, targets, ids, confusions = [], [], [], [0] * len(members)
+    for batch in make_loader(dataset, batch_size=batch_size, pin_memory=False):
+        mask = batch["mask"].numpy()
+        def count(i: int, p: np.ndarray): confusions[i] = confusions[i] + confusion_matrix(mask, p.argmax(1), p.shape[1])
+        p = members_probabilities(members, batch["image"].numpy(), batch_size, tta, autocast_to, on_member=count if member_confusions else None)
+        probabilities.append(p.astype(dtype, copy=False)); targets.append(mask); ids += list(batch["id"])
+    return {"probabilities": np.concatenate(probabilities), "targets": np.concatenate(targets).astype(np.int64), "ids": ids} | \
+           ({"member_confusions": confusions} if member_confusions else {})
 
 # %% ../nbs/06_evaluate.ipynb #46a23f15
-def evaluate_model(model_folder: str|Path,             # a folder written by save_model
+def evaluate_model(model_folder,                       # a model or run folder, a repeated_runs folder, or a list of them (an ensemble)
                    data_dir: str|Path="",              # MARIDA root; "" = the synthetic default dataset
                    split: str="test",                  # split to score
                    batch_size: int=8,                  # patches per forward pass
                    device: str="cpu",                  # where to run the model
                    tta: bool=False,                    # test-time augmentation (8 dihedral views)
-                   debris_threshold: float|None=None,  # see apply_debris_threshold
+                   decision: Decision|str|Path|None=None,  # how probabilities become classes (metrics' decide), or a decision.json; None = arg-max
                    out_dir: str|Path|None=None,        # write metrics.json here
                    precision: str="fp32",              # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
                   ) -> dict[str, Any]:
-    "MARIDA-protocol scores of the model in `model_folder` on `split`."
-    model, config = load_model(model_folder, device=device)
-    predicted = predict_dataset(model, dataset_for_model(config, data_dir, split), batch_size, device, tta, precision=precision)
-    scores = evaluate_predictions(predicted["probabilities"], predicted["targets"], config["class_names"], debris_threshold)
+    "MARIDA-protocol scores of the model (or ensemble) in `model_folder` on `split`."
+    members = model_members(model_folder, device)
+    config = members[0][1]
+    decision = as_decision(decision, config["class_names"])
+    predicted = predict_dataset(members, dataset_for_model(config, data_dir, split), batch_size, device, tta, precision=precision)
+    scores = evaluate_predictions(predicted["probabilities"], predicted["targets"], config["class_names"], decision)
     scores |= {"model_dir": str(model_folder), "split": split, "tta": tta, "patches": len(predicted["ids"])}
     if out_dir is not None: write_json(Path(out_dir)/"metrics.json", scores)
     return scores
@@ -120,6 +126,23 @@ def plot_precision_recall(curve: dict[str, Sequence[float]],  # from debris_prec
         i = int(np.argmin(np.abs(np.asarray(curve["thresholds"]) - threshold)))
         ax.plot(curve["recall"][i], curve["precision"][i], "o", color="red", label=f"t = {threshold:.2f}, F1 {curve['f1'][i]:.3f}"); ax.legend()
     ax.set_xlabel("debris recall"); ax.set_ylabel("debris precision"); ax.set_xlim(0, 1.02); ax.set_ylim(0, 1.02)
+    return _save(fig, path)
+
+# %% ../nbs/06_evaluate.ipynb #418ff958
+def plot_reliability(calibrated: dict[str, Any],  # from metrics' calibration
+                     path: str|Path|None=None,    # save the PNG here
+                     title: str="Reliability",     # the plot's title (the ECE is added)
+                    ) -> plt.Figure:
+    "A reliability diagram: accuracy against confidence per bin with the diagonal of perfect calibration, above each bin's share of pixels."
+    edges = np.asarray(calibrated["edges"]); centres, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    accuracy, count = np.nan_to_num(np.asarray(calibrated["accuracy"], float)), np.asarray(calibrated["count"], float)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.5, 5.5), sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    top.bar(centres, accuracy, width=widths, edgecolor="black", color="C0", label="accuracy")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set(ylabel="accuracy", ylim=(0, 1), title=f"{title}: ECE {calibrated['ece']:.3f}"); top.legend(loc="upper left")
+    bottom.bar(centres, count / max(1.0, count.sum()), width=widths, color="C1")
+    bottom.set(xlabel="confidence (probability of the predicted class)", ylabel="share of pixels", xlim=(0, 1))
+    fig.tight_layout()
     return _save(fig, path)
 
 # %% ../nbs/06_evaluate.ipynb #60bf54b9
@@ -188,13 +211,15 @@ def plot_debris_errors(errors: dict[str, Any],   # from debris_errors
     return _save(fig, path)
 
 # %% ../nbs/06_evaluate.ipynb #fe7ccaec
-def _check_member(config: dict, dataset: MaridaDataset, folder: Path, names: list[str]):
+def _check_member(config: dict, dataset: MaridaDataset, names: list[str]):
+    "Error unless a member reads the dataset's bands with its normalisation and gives `names`."
+    folder = config.get("folder", "model")
     if list(config["bands"]) != list(dataset.bands) or config["protocol"] != dataset.protocol or list(config["class_names"]) != names:
         raise InputError(f"model folder {folder}: bands, protocol or classes differ from the dataset or the first member")
     if not (np.allclose(config["mean"], dataset.mean) and np.allclose(config["std"], dataset.std)):
         raise InputError(f"model folder {folder}: normalisation differs from the dataset's; members must share it")
 
-def ensemble_predict(model_folders: Sequence[str|Path],  # folders written by save_model
+def ensemble_predict(model_folders,                      # model folders, a repeated_runs folder, or anything model_members takes
                      dataset: MaridaDataset,             # the split, opened as the members expect (dataset_for_model)
                      batch_size: int=8,                  # patches per forward pass
                      device: str="cpu",                  # where to run the models
@@ -202,16 +227,13 @@ def ensemble_predict(model_folders: Sequence[str|Path],  # folders written by sa
                      precision: str="fp32",              # fp32, bf16, fp16 or auto: arithmetic of the forward passes (forward.PRECISIONS)
                     ) -> dict[str, Any]:
     "Mean softmax of the members (as predict_dataset returns it), with each member's scores under member_scores."
-    if not model_folders: raise InputError("model_folders: empty; give at least one model folder")
-    total, member_scores, names = None, [], None
-    for folder in model_folders:
-        model, config = load_model(folder, device=device); names = names or list(config["class_names"])
-        _check_member(config, dataset, Path(folder), names)
-        predicted = predict_dataset(model, dataset, batch_size, device, tta, dtype=np.float32, precision=precision)
-        member_scores.append(evaluate_predictions(predicted["probabilities"], predicted["targets"], names) | {"model_dir": str(folder)})
-        total = predicted["probabilities"] if total is None else total + predicted["probabilities"]
-    return {"probabilities": total / len(model_folders), "targets": predicted["targets"],
-            "ids": predicted["ids"], "member_scores": member_scores, "class_names": names}
+    members = model_members(model_folders, device)
+    names = list(members[0][1]["class_names"])
+    for _, config in members: _check_member(config, dataset, names)
+    predicted = predict_dataset(members, dataset, batch_size, device, tta, precision=precision, member_confusions=True)
+    member_scores = [scores_from_confusion(cm, names) | {"model_dir": config.get("folder", f"member {i}")}
+                     for i, (cm, (_, config)) in enumerate(zip(predicted.pop("member_confusions"), members))]
+    return predicted | {"member_scores": member_scores, "class_names": names}
 
 def ensemble_table(member_scores: Sequence[dict],  # per member, from evaluate_predictions
                    ensemble_scores: dict,          # the ensemble's
@@ -288,42 +310,89 @@ def _per_class_rows(scores: dict) -> list[dict[str, Any]]:
 
 def write_report(out_dir: str|Path,                    # the run folder
                  metrics: dict[str, Any],              # from evaluate_predictions / evaluate_model
-                 threshold: dict[str, Any]|None=None,  # tuned threshold and the test scores it gives (see run_evaluation)
+                 decision: dict[str, Any]|None=None,   # the decision and its effect on val and the split (see run_evaluation)
                  pairs: Sequence[dict]|None=None,      # from confused_pairs
                  ensemble: Sequence[dict]|None=None,   # from ensemble_table
                  robustness: Sequence[dict]|None=None, # from fgsm_report
                  figures: Sequence[str|Path]=(),       # PNG files to link (relative to out_dir where possible)
                  title: str="Evaluation",              # the report's heading
+                 calibration: dict[str, Any]|None=None,# the split's expected calibration error and any fitted temperatures
                 ) -> Path:
     "Write report.md and report.json into `out_dir`; return the markdown file."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     headline = [{k: metrics[k] for k in ("macro_f1", "micro_f1", "weighted_f1", "miou", "accuracy", "pixels")}]
     parts = [f"# {title}\n", f"Split `{metrics.get('split', '?')}`, model `{metrics.get('model_dir', '?')}`, TTA {metrics.get('tta', False)}. "
              "MARIDA protocol: annotated pixels only, pooled over the split.\n", markdown_table(headline), "## Per class\n", markdown_table(_per_class_rows(metrics))]
-    if threshold: parts += ["## Marine Debris threshold (tuned on val)\n", markdown_table([{k: v for k, v in threshold.items() if not isinstance(v, (dict, list))}])]
+    if decision: parts += ["## Decision (decision.json)\n", f"`{json.dumps({k: v for k, v in decision['decision'].items() if k not in ('format', 'class_names')})}`. "
+                           "Val scores are where it was tuned (optimistic); the evaluated split's are not.\n", markdown_table(decision["effect"])]
+    if calibration: parts += ["## Calibration\n", f"Expected calibration error on `{metrics.get('split', '?')}`: {calibration['ece']:.4f} (15 bins).\n"] + \
+                             ([markdown_table(calibration["temperatures"])] if calibration.get("temperatures") else [])
     if pairs is not None: parts += ["## Most confused class pairs\n", markdown_table(pairs)]
     if ensemble: parts += ["## Ensemble\n", markdown_table(ensemble)]
     if robustness: parts += ["## FGSM robustness (ε in normalised input units)\n", markdown_table(robustness)]
     links = [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f) for f in figures]
     if links: parts += ["## Figures\n"] + [f"![{Path(f).stem}]({f})\n" for f in links]
-    write_json(out_dir/"report.json", {"metrics": metrics, "threshold": threshold, "confused_pairs": pairs, "ensemble": ensemble,
+    write_json(out_dir/"report.json", {"metrics": metrics, "decision": decision, "calibration": calibration, "confused_pairs": pairs, "ensemble": ensemble,
                                        "robustness": robustness, "figures": links})
     with atomic_path(out_dir/"report.md") as tmp: tmp.write_text("\n".join(parts), encoding="utf-8")
     return out_dir/"report.md"
 
 # %% ../nbs/06_evaluate.ipynb #239a5901
-def _threshold_on_val(model: nn.Module, config: dict, data_dir, predicted: dict, metrics: dict, out_dir: Path,
-                      batch_size: int, device: torch.device, tta: bool, precision: str="fp32") -> dict[str, Any]:
-    "Tune the debris threshold on val, apply it to `predicted`, write threshold.json and metrics_thresholded.json."
+def tune_decision(probabilities: np.ndarray,   # validation softmax (N, K, H, W)
+                  targets: np.ndarray,         # (N, H, W), IGNORE_INDEX where not annotated
+                  class_names: Sequence[str],  # the model's classes
+                  base: Decision|None=None,    # smoothing, thresholds and cleaning to keep; its debris threshold is replaced
+                 ) -> dict[str, Any]:
+    "The base decision with the Marine Debris threshold of largest debris F1 on these probabilities (smoothed as the base says), and the tuning curve."
+    base = base or make_decision(class_names)
+    if base.debris_class not in class_names: raise InputError(f"decision: debris_class {base.debris_class!r} is not a class of the model")
+    smoothed = probabilities if base.smoothing == 1 else np.stack([smooth_probabilities(p, base.smoothing) for p in probabilities])
+    tuned = tune_debris_threshold(smoothed, targets, debris_class=list(class_names).index(base.debris_class))
+    fields = {k: getattr(base, k) for k in DECISION_FIELDS} | {"debris_threshold": tuned["threshold"]}
+    return tuned | {"decision": make_decision(class_names, **fields)}
+
+def _calibrate(members: list, config: dict, data_dir, batch_size: int, device, tta: bool, precision: str) -> list[dict[str, Any]]:
+    "Fit each member's temperature on val, store it in its model folder (temperature.json) and use it from here on."
+    val, fits = dataset_for_model(config, data_dir, "val"), []
+    for model, member in members:
+        raw = predict_dataset([(model, member | {"temperature": 1.0})], val, batch_size, device, tta, precision=precision)
+        fit = fit_temperature(raw["probabilities"], raw["targets"])
+        fit |= {"split": "val", "tta": tta, "ece_before": calibration(raw["probabilities"], raw["targets"])["ece"],
+                "ece_after": calibration(temper(raw["probabilities"], fit["temperature"]), raw["targets"])["ece"]}
+        if "folder" in member: write_json(Path(member["folder"])/TEMPERATURE_FILE, fit)
+        member["temperature"] = fit["temperature"]
+        fits.append({"model_dir": member.get("folder", "model"), **fit})
+    return fits
+
+def _effect(name: str, probabilities: np.ndarray, targets: np.ndarray, names: Sequence[str], decision: Decision) -> dict[str, Any]:
+    "Macro F1 and debris F1 of the arg-max and of the decision on one split."
+    plain, decided = evaluate_predictions(probabilities, targets, names), evaluate_predictions(probabilities, targets, names, decision)
+    debris = decision.debris_class if decision.debris_class in names else names[0]
+    return {"split": name, "macro_f1_argmax": plain["macro_f1"], "macro_f1_decision": decided["macro_f1"],
+            "debris_f1_argmax": plain["per_class"][debris]["f1"], "debris_f1_decision": decided["per_class"][debris]["f1"]}
+
+def _decision_on_val(members: list, config: dict, data_dir, predicted: dict, metrics: dict, base: Decision|None, tune: bool,
+                     out_dir: Path, batch_size: int, device, tta: bool, precision: str) -> dict[str, Any]|None:
+    "Tune the decision's debris threshold on val (or take it as given), score it, and write decision.json and metrics_decision.json."
+    if base is None and not tune: return None
     names, split = config["class_names"], metrics["split"]
-    val = predict_dataset(model, dataset_for_model(config, data_dir, "val"), batch_size, device, tta, precision=precision)
-    tuned = tune_debris_threshold(val["probabilities"], val["targets"])
-    thresholded = evaluate_predictions(predicted["probabilities"], predicted["targets"], names, tuned["threshold"])
-    write_json(out_dir/"metrics_thresholded.json", thresholded | {k: metrics[k] for k in ("model_dir", "split", "tta", "patches")})
-    summary = {"threshold": tuned["threshold"], "val_debris_f1": tuned["f1"], f"{split}_debris_f1_argmax": metrics["per_class"][names[0]]["f1"],
-               f"{split}_debris_f1_thresholded": thresholded["per_class"][names[0]]["f1"], f"{split}_macro_f1_thresholded": thresholded["macro_f1"]}
-    write_json(out_dir/"threshold.json", summary | {"val_curve": tuned["curve"]})
-    return summary
+    val = predict_dataset(members, dataset_for_model(config, data_dir, "val"), batch_size, device, tta, precision=precision)
+    tuned = tune_decision(val["probabilities"], val["targets"], names, base) if tune else {"decision": base}
+    decision = tuned["decision"]
+    scored = evaluate_predictions(predicted["probabilities"], predicted["targets"], names, decision)
+    write_json(out_dir/"metrics_decision.json", scored | {k: metrics[k] for k in ("model_dir", "split", "tta", "patches")})
+    effect = [_effect("val", val["probabilities"], val["targets"], names, decision), _effect(split, predicted["probabilities"], predicted["targets"], names, decision)]
+    notes = {"tuned_on": "val" if tune else None, "models": [c.get("folder") for _, c in members], "temperatures": [c.get("temperature", 1.0) for _, c in members],
+             "tta": tta, "precision": precision, "effect": effect} | ({"val_curve": tuned["curve"]} if "curve" in tuned else {})
+    save_decision(out_dir/"decision.json", decision, notes)
+    return {"decision": decision_dict(decision), "effect": effect, "metrics": scored}
+
+def _calibration_report(predicted: dict, temperatures: list|None, out_dir: Path) -> dict[str, Any]:
+    "The split's calibration as calibration.json and figures/reliability.png."
+    result = calibration(predicted["probabilities"], predicted["targets"]) | {"temperatures": temperatures}
+    write_json(out_dir/"calibration.json", result)
+    plt.close(plot_reliability(result, out_dir/"figures"/"reliability.png"))
+    return result
 
 def _write_figures(dataset: MaridaDataset, predicted: dict, metrics: dict, threshold: float|None, figures: Path) -> dict[str, str]:
     "Confusion matrix, class scores, debris precision-recall and worst/best patches as PNG; returns what was skipped and why."
@@ -345,42 +414,54 @@ def _debris_errors(predicted: dict, names: Sequence[str], out_dir: Path) -> dict
     plt.close(plot_debris_errors(errors, out_dir/"figures"/"debris_errors.png"))
     return errors
 
-def run_evaluation(model_dir: str|Path,                 # a folder written by save_model
+def run_evaluation(model_dir,                           # a model or run folder, a repeated_runs folder, or a list of them (an ensemble)
                    data_dir: str|Path="",               # MARIDA root; "" = the synthetic default dataset
                    split: str="test",                   # split to evaluate
                    out_dir: str|Path="runs/evaluate",   # where everything goes
                    batch_size: int=8,                   # patches per forward pass
                    tta: bool=False,                     # test-time augmentation
                    device: str="cpu",                   # where to run the models
-                   tune_threshold: bool=True,           # tune the debris threshold on val
+                   tune_threshold: bool=True,           # tune the decision's Marine Debris threshold on val (writes decision.json)
                    ensemble_dirs: Sequence[str|Path]=(),# further model folders to ensemble with model_dir
                    epsilons: Sequence[float]=(0, 0.01, 0.05),  # FGSM step sizes; empty = no attack
                    precision: str="fp32",               # fp32, bf16, fp16 or auto: arithmetic of the prediction passes (FGSM stays fp32)
+                   decision: Decision|str|Path|None=None,  # a decision (or decision.json) to apply; with tune_threshold its debris threshold is re-tuned on val
+                   calibrate: bool=False,               # fit temperature scaling on val for each member, stored in its model folder (temperature.json)
                   ) -> dict[str, Any]:
-    "Evaluate `model_dir` on `split`, writing metrics, figures, tables and the report into `out_dir`."
+    "Evaluate a model (or ensemble) on `split`, writing metrics, the decision, calibration, figures, tables and the report into `out_dir`."
     batch_size, epsilons, device = check_integer("batch_size", batch_size, 1), _check_epsilons(epsilons), as_device(device)
-    out_dir = Path(out_dir); model, config = load_model(model_dir, device=device); names = config["class_names"]
+    out_dir = Path(out_dir)
+    members = model_members([model_dir, *ensemble_dirs] if ensemble_dirs else model_dir, device)
+    config = members[0][1]; names = config["class_names"]
+    base = as_decision(decision, names)
     dataset = dataset_for_model(config, data_dir, split)
-    predicted = predict_dataset(model, dataset, batch_size, device, tta, precision=precision)
+    for _, member in members: _check_member(member, dataset, list(names))
+    result = {"out_dir": str(out_dir), "decision": None, "skipped": {}, "ensemble": None, "robustness": None,
+              "temperatures": _calibrate(members, config, data_dir, batch_size, device, tta, precision) if calibrate else None}
+    predicted = predict_dataset(members, dataset, batch_size, device, tta, precision=precision, member_confusions=len(members) > 1)
     metrics = evaluate_predictions(predicted["probabilities"], predicted["targets"], names) | {
-        "model_dir": str(model_dir), "split": split, "tta": tta, "patches": len(dataset)}
+        "model_dir": str(model_dir), "split": split, "tta": tta, "patches": len(dataset), "members": [c.get("folder") for _, c in members],
+        "temperatures": [c.get("temperature", 1.0) for _, c in members]}
     write_json(out_dir/"metrics.json", metrics)
-    result = {"out_dir": str(out_dir), "metrics": metrics, "threshold": None, "skipped": {}, "ensemble": None, "robustness": None}
-    if tune_threshold:
-        try: result["threshold"] = _threshold_on_val(model, config, data_dir, predicted, metrics, out_dir, batch_size, device, tta, precision)
-        except InputError as e: result["skipped"]["threshold"] = str(e)   # e.g. no debris annotated in val
-    result["skipped"] |= _write_figures(dataset, predicted, metrics, (result["threshold"] or {}).get("threshold"), out_dir/"figures")
+    result["metrics"] = metrics
+    try: result["decision"] = _decision_on_val(members, config, data_dir, predicted, metrics, base, tune_threshold, out_dir, batch_size, device, tta, precision)
+    except InputError as e: result["skipped"]["decision"] = str(e)   # e.g. no debris annotated in val
+    result["calibration"] = _calibration_report(predicted, result["temperatures"], out_dir)
+    threshold = (result["decision"] or {}).get("decision", {}).get("debris_threshold")
+    result["skipped"] |= _write_figures(dataset, predicted, metrics, threshold, out_dir/"figures")
     result["debris_errors"] = _debris_errors(predicted, names, out_dir)
     result["pairs"] = confused_pairs(metrics["confusion_matrix"], names)
     write_json(out_dir/"confused_pairs.json", result["pairs"])
     with atomic_path(out_dir/"confused_pairs.md") as tmp: tmp.write_text(markdown_table(result["pairs"]), encoding="utf-8")
-    if ensemble_dirs:
-        ens = ensemble_predict([model_dir, *ensemble_dirs], dataset, batch_size, device, tta, precision)
-        result["ensemble"] = ensemble_table(ens["member_scores"], evaluate_predictions(ens["probabilities"], ens["targets"], names))
+    if len(members) > 1:
+        member_scores = [scores_from_confusion(cm, names) | {"model_dir": c.get("folder", f"member {i}")}
+                         for i, (cm, (_, c)) in enumerate(zip(predicted["member_confusions"], members))]
+        result["ensemble"] = ensemble_table(member_scores, metrics)
         write_json(out_dir/"ensemble.json", result["ensemble"])
     if epsilons:
-        result["robustness"] = fgsm_report(model, dataset, epsilons, names, batch_size, device)
+        result["robustness"] = fgsm_report(members[0][0], dataset, epsilons, names, batch_size, device)
         write_json(out_dir/"robustness.json", result["robustness"]); plt.close(plot_robustness(result["robustness"], out_dir/"figures"/"robustness.png"))
-    result["report"] = str(write_report(out_dir, metrics, result["threshold"], result["pairs"], result["ensemble"], result["robustness"],
-                                        sorted((out_dir/"figures").glob("*.png")), title=f"Evaluation of {Path(model_dir).name} on {split}"))
+    result["report"] = str(write_report(out_dir, metrics, result["decision"], result["pairs"], result["ensemble"], result["robustness"],
+                                        sorted((out_dir/"figures").glob("*.png")), title=f"Evaluation of {Path(str(model_dir)).name} on {split}",
+                                        calibration={"ece": result["calibration"]["ece"], "temperatures": result["temperatures"]}))
     return result

@@ -4,19 +4,22 @@
 
 # %% ../nbs/03a_forward.ipynb #68c24f6c
 from __future__ import annotations
-import contextlib
+import contextlib, json, os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
 from .core import *
+from .metrics import temper
+from .model import load_model, input_multiple
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'AUTOCAST_DTYPES', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'cpu_has_native_bf16',
-           'autocast_dtype', 'precision_name', 'autocast', 'model_device', 'prepare_model', 'model_input',
-           'dihedral_transforms', 'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits', 'batch_probabilities',
-           'predict_array']
+__all__ = ['PRECISIONS', 'AUTOCAST_DTYPES', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'TEMPERATURE_FILE',
+           'cpu_has_native_bf16', 'autocast_dtype', 'precision_name', 'autocast', 'model_device', 'prepare_model',
+           'model_input', 'dihedral_transforms', 'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits',
+           'batch_probabilities', 'predict_array', 'model_dir', 'model_temperature', 'model_members',
+           'members_probabilities']
 
 # %% ../nbs/03a_forward.ipynb #d66c439b
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -162,3 +165,82 @@ def predict_array(model: Callable[[torch.Tensor], torch.Tensor], # module taking
             probs = batch_probabilities(model, model_input(batch, device, device.type in CHANNELS_LAST_DEVICES), tta)
             out.append(probs[..., :height, :width].float().cpu().numpy())
     return out[0] if len(out) == 1 else np.concatenate(out)
+
+# %% ../nbs/03a_forward.ipynb #43055f77
+TEMPERATURE_FILE = "temperature.json"   # in a model folder: the temperature fitted on val (06_evaluate)
+_SHARED = ("bands", "mean", "std", "class_names", "protocol")   # what ensemble members must agree on
+
+def model_dir(folder: str|os.PathLike  # a model folder or a training run folder
+             ) -> Path:
+    "The model folder itself: `folder`, or its `best_model` when `folder` is a training run."
+    folder = Path(folder)
+    return folder/"best_model" if not (folder/"config.json").exists() and (folder/"best_model"/"config.json").is_file() else folder
+
+def model_temperature(folder: str|os.PathLike  # a model folder or a training run folder
+                     ) -> float:
+    "The temperature in the model folder's temperature.json; 1.0 when there is none."
+    path = model_dir(folder)/TEMPERATURE_FILE
+    if not path.exists(): return 1.0
+    try: return check_number(f"{path}: temperature", json.loads(path.read_text(encoding="utf-8"))["temperature"], 1e-6)
+    except (OSError, ValueError, KeyError, TypeError) as e: raise InputError(f"{path}: unreadable, or no temperature in it ({e})") from None
+
+# %% ../nbs/03a_forward.ipynb #0617e606
+def _run_folders(folder: Path) -> list[Path]:
+    "The runs of a repeated_runs folder (seed-* and fold-* holding a model), in numeric order."
+    key = lambda p: (p.name.split("-")[0], int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1, p.name)
+    runs = [p for p in folder.glob("*-*") if p.name.split("-")[0] in ("seed", "fold") and (model_dir(p)/"config.json").is_file()]
+    return sorted(runs, key=key)
+
+def _member(item, device: torch.device) -> list[tuple[nn.Module, dict[str, Any]]]:
+    "The member(s) one item names, each (model on device in eval mode, config with temperature and folder)."
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], nn.Module):
+        module, config = item
+        missing = [k for k in ("bands", "mean", "std", "class_names") if not isinstance(config, dict) or k not in config]
+        if missing: raise InputError(f"model: the config of the (model, config) pair lacks {missing}")
+        return [(prepare_model(module, device), {"temperature": 1.0, **config})]
+    if not isinstance(item, (str, os.PathLike)): raise InputError(f"model: expected a model folder, a run folder or a (model, config) pair, got {type(item).__name__}")
+    folder = Path(item)
+    if folder.is_dir() and not (model_dir(folder)/"config.json").exists() and _run_folders(folder):
+        return [m for run in _run_folders(folder) for m in _member(run, device)]
+    module, config = load_model(folder, device=device)
+    return [(prepare_model(module, device), config | {"temperature": model_temperature(folder), "folder": str(model_dir(folder))})]
+
+def model_members(models,                              # a model/run folder, a repeated_runs folder, a (model, config) pair, or a list of these
+                  device: str|torch.device="cpu",       # where to run them
+                 ) -> list[tuple[nn.Module, dict[str, Any]]]:
+    "The ensemble members (model, config) that `models` names, checked to share bands, normalisation and classes."
+    items = [models] if isinstance(models, (str, os.PathLike)) or (isinstance(models, tuple) and len(models) == 2 and isinstance(models[0], nn.Module)) else list(models)
+    if not items: raise InputError("models: empty; name at least one model folder")
+    device = as_device(device)
+    members = [m for item in items for m in _member(item, device)]
+    first = members[0][1]
+    for _, config in members[1:]:
+        differ = [k for k in _SHARED if k in first and (config.get(k) != first[k])]
+        if differ: raise InputError(f"ensemble member {config.get('folder', 'model')}: its {differ} differ from the first member's "
+                                    f"({first.get('folder', 'model')}); members must share bands, normalisation and classes")
+    return members
+
+# %% ../nbs/03a_forward.ipynb #6bd23b79
+def _entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    "Entropy (N, 1, H, W), in nats, of (N, K, H, W) probabilities."
+    return -torch.special.xlogy(probabilities, probabilities).sum(1, keepdim=True)
+
+def members_probabilities(members: Sequence[tuple[nn.Module, dict]],  # from model_members
+                          x: np.ndarray,                 # normalised (N, C, H, W), any strides
+                          batch_size: int,               # patches per forward pass
+                          tta: bool,                     # average the 8 dihedral views
+                          dtype: torch.dtype|None=None,  # autocast dtype (autocast_dtype); None: float32
+                          member_entropy: bool=False,    # append the members' mean entropy as channel K
+                          on_member: Callable[[int, np.ndarray], Any]|None=None,  # called with each member's index and tempered softmax (valid during the call only)
+                         ) -> np.ndarray:
+    "The members' mean tempered softmax (N, K, H, W) float32 (N, K + 1, H, W with member_entropy)."
+    total, entropy = None, None
+    for i, (model, config) in enumerate(members):
+        p = temper(predict_array(model, x, batch_size, tta, model_device(model), input_multiple(model), dtype), config.get("temperature", 1.0))
+        if on_member is not None: on_member(i, p)
+        if member_entropy:
+            e = _entropy(torch.from_numpy(p)).numpy()
+            entropy = e if entropy is None else entropy + e
+        total = p if total is None else np.add(total, p, out=total)
+    if len(members) > 1: total /= np.float32(len(members))
+    return np.concatenate([total, entropy / np.float32(len(members))], 1) if member_entropy else total

@@ -5,7 +5,7 @@
 # %% ../nbs/07_infer.ipynb #1b7fda13
 from __future__ import annotations
 from .core import *
-import hashlib, json, os, shutil, tempfile, warnings
+import hashlib, json, math, os, shutil, tempfile, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,12 +18,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .model import load_model, input_multiple
-from .forward import autocast_dtype, model_device, prepare_model, predict_array
+from .forward import autocast_dtype, model_device, prepare_model, predict_array, model_members, members_probabilities
+from .metrics import Decision, as_decision, decide, decision_dict, clean_classes, _decide_pixels
 
 # %% auto #0
-__all__ = ['GDAL_CACHE_MB', 'as_model', 'normalise_images', 'predict_patches', 'tile_origins', 'blend_window',
-           'scene_band_indexes', 'probabilities_path', 'partial_path', 'predict_scene', 'write_scene', 'export_onnx',
-           'quantize_onnx', 'onnx_parity', 'save_map_figure']
+__all__ = ['CONFIDENCE_BANDS', 'GDAL_CACHE_MB', 'SCENE_DECISION_ROWS', 'as_model', 'normalise_images', 'predict_patches',
+           'tile_origins', 'blend_window', 'scene_band_indexes', 'probabilities_path', 'confidence_path',
+           'scene_outputs', 'partial_path', 'confidence_bands', 'map_tags', 'predict_scene', 'write_scene',
+           'export_onnx', 'quantize_onnx', 'onnx_parity', 'save_map_figure']
 
 # %% ../nbs/07_infer.ipynb #7cd03892
 def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
@@ -62,24 +64,26 @@ def normalise_images(images: np.ndarray,              # (N, C, H, W) or (C, H, W
     return _normalise_inplace(np.array(images, np.float32), config)   # a copy: the caller's array is left alone
 
 # %% ../nbs/07_infer.ipynb #e057b893
-def predict_patches(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
+def predict_patches(model: str|os.PathLike|tuple|nn.Module|Sequence,  # model/run folder, (model, config) pair, bare module, or an ensemble of folders/pairs
                     images: np.ndarray|torch.Tensor,          # (N, C, H, W): reflectance (folder/pair) or normalised (module)
                     batch_size: int=8,                        # patches per forward pass
                     tta: bool=False,                          # average the 8 dihedral views
                     device: str|torch.device="cpu",           # where to run the model
                     precision: str="fp32",                    # fp32, bf16 (autocast; CPU or GPU), fp16 (autocast; GPU) or auto (fp16 on CUDA, else fp32)
+                    decision: Decision|str|os.PathLike|None=None,  # how probabilities become classes: a Decision or a decision.json; None = arg-max
                    ) -> tuple[np.ndarray, np.ndarray]:
-    "Class probabilities float32 (N, K, H, W) and classes int64 (N, H, W) of a stack of patches."
-    model, config = as_model(model, device)
+    "Class probabilities float32 (N, K, H, W) (the members' mean) and classes uint8 (N, H, W) of a stack of patches."
+    members = [(as_model(model, device)[0], {})] if isinstance(model, nn.Module) else model_members(model, device)
+    config = members[0][1] or None
     images = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     if images.ndim != 4: raise InputError(f"images: need an (N, C, H, W) array, got shape {images.shape}")
     if config is not None and images.shape[1] != len(config["bands"]):
         raise InputError(f"images: have {images.shape[1]} channels, the model needs its {len(config['bands'])} bands {config['bands']}")
     batch_size = check_integer("batch_size", batch_size, 1)
-    device = model_device(model)
-    probabilities = predict_array(model, normalise_images(images, config), batch_size, bool(tta), device, input_multiple(model),
-                                  autocast_dtype(precision, device))
-    return probabilities, probabilities.argmax(1)
+    decision = as_decision(decision, config["class_names"]) if config is not None else decision
+    probabilities = members_probabilities(members, normalise_images(images, config), batch_size, bool(tta),
+                                          autocast_dtype(precision, model_device(members[0][0])))
+    return probabilities, decide(probabilities, decision)
 
 # %% ../nbs/07_infer.ipynb #5c7babed
 def tile_origins(size: int,    # scene height or width, pixels
@@ -119,6 +123,19 @@ def probabilities_path(dst_tif: str|Path  # the class-map file
     dst_tif = Path(dst_tif)
     return dst_tif.with_name(f"{dst_tif.stem}_probabilities{dst_tif.suffix or '.tif'}")
 
+def confidence_path(dst_tif: str|Path  # the class-map file
+                   ) -> Path:
+    "Where predict_scene writes the confidence bands next to `dst_tif`."
+    dst_tif = Path(dst_tif)
+    return dst_tif.with_name(f"{dst_tif.stem}_confidence{dst_tif.suffix or '.tif'}")
+
+def scene_outputs(dst_tif: str|Path,         # the class-map file
+                  probabilities: bool=False, # with the probabilities file
+                  confidence: bool=False,    # with the confidence file
+                 ) -> list[Path]:
+    "The files predict_scene writes: the class map, then the probabilities and confidence files asked for."
+    return [Path(dst_tif)] + [probabilities_path(dst_tif)] * bool(probabilities) + [confidence_path(dst_tif)] * bool(confidence)
+
 def _check_tiling(tile: int, overlap: int, batch_size: int) -> tuple[int, int, int]:
     "Tile, overlap and batch size, checked."
     tile, batch_size = check_integer("tile", tile, 1), check_integer("batch_size", batch_size, 1)
@@ -138,9 +155,8 @@ def _open_scene(path: Path, model_bands: Sequence[str]) -> tuple[rasterio.Datase
     except BaseException:
         src.close(); raise
 
-def _check_destination(src_tif: Path, dst_tif: Path, probabilities: bool, overwrite: bool):
+def _check_destination(src_tif: Path, outputs: Sequence[Path], overwrite: bool):
     "Error if an output exists (without overwrite) or would replace the scene."
-    outputs = [dst_tif] + ([probabilities_path(dst_tif)] if probabilities else [])
     for out in outputs:
         if out.resolve() == src_tif.resolve(): raise InputError(f"dst_tif {out}: is the scene itself; choose another name")
         if out.exists() and not overwrite: raise InputError(f"output {out}: already exists; pass overwrite=True to replace it")
@@ -247,7 +263,7 @@ def partial_path(dst_tif: str|Path  # the class-map file
     dst_tif = Path(dst_tif)
     return dst_tif.with_name(dst_tif.name + ".partial")
 
-_PARTIAL_FORMAT = 3  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
+_PARTIAL_FORMAT = 4  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
 
 def _tensor_digest(value: torch.Tensor) -> bytes:
     "SHA-256 of a tensor's axis order in memory and its values in that order (no copy for dense layouts such as channels-last)."
@@ -267,11 +283,12 @@ def _weights_digest(model: nn.Module) -> str:
         for name, value_digest in zip(state, digests): digest.update(name.encode() + b"\0" + value_digest)
     return digest.hexdigest()
 
-def _resume_key(src_tif: Path, model: nn.Module, config: dict, **options) -> dict[str, Any]:
+def _resume_key(src_tif: Path, members: Sequence[tuple[nn.Module, dict]], **options) -> dict[str, Any]:
     "Everything a finished strip depends on: a partial run resumes only when this is unchanged."
-    stat = src_tif.stat()
+    stat, config = src_tif.stat(), members[0][1]
     return {"partial_format": _PARTIAL_FORMAT, "scene": str(src_tif.resolve()), "scene_bytes": stat.st_size, "scene_mtime_ns": stat.st_mtime_ns,
-            "weights_sha256": _weights_digest(model), **{k: config[k] for k in ("bands", "mean", "std", "class_names")}, **options}
+            "weights_sha256": [_weights_digest(model) for model, _ in members], "temperatures": [c.get("temperature", 1.0) for _, c in members],
+            **{k: config[k] for k in ("bands", "mean", "std", "class_names")}, **options}
 
 # %% ../nbs/07_infer.ipynb #e1574beb
 def _strips_done(work: str|Path  # a predict_scene work folder, <dst>.partial
@@ -322,30 +339,63 @@ def _first_argmax(scores: torch.Tensor,           # (K, h, w), K < 256
     codes = equal.view(torch.uint8).mul_(torch.arange(count, 0, -1, dtype=torch.uint8).view(-1, 1, 1))  # K - k where k is best
     return torch.rsub(codes.amax(0), count), best           # the largest code is the first best k; none (NaN): K
 
-def _finish_strip(sums: torch.Tensor, weights: torch.Tensor, invalid: torch.Tensor, probabilities: bool,
+CONFIDENCE_BANDS = ("max_probability", "entropy", "member_disagreement")  # the bands of <dst stem>_confidence.tif
+
+def confidence_bands(probabilities: torch.Tensor|np.ndarray,        # (K, H, W) class probabilities, NaN without data
+                     member_entropy: torch.Tensor|np.ndarray|None=None, # (H, W) the members' mean entropy (nats), for ensembles
+                    ) -> torch.Tensor:
+    "uint8 (2, H, W) max probability and entropy / ln K, with member disagreement (mutual information / ln K) as a third band; 0..254, 255 without data."
+    p = torch.as_tensor(probabilities, dtype=torch.float32)
+    scale = math.log(len(p)) if len(p) > 1 else 1.0
+    entropy = -torch.special.xlogy(p, p).sum(0)
+    bands = [p.amax(0), entropy / scale]
+    if member_entropy is not None: bands.append((entropy - torch.as_tensor(member_entropy, dtype=torch.float32)).clamp_(min=0) / scale)
+    return torch.stack(bands).clamp_(0, 1).mul_(254).round_().nan_to_num_(NODATA_CLASS).to(torch.uint8)
+
+def _finish_strip(sums: torch.Tensor, weights: torch.Tensor, invalid: torch.Tensor,
+                  classes: int,                     # K: sums holds K class channels, then the members' entropy if confidence == 3
+                  probabilities: bool,              # also return the probabilities
+                  confidence: int=0,                # confidence bands to return: 0, 2, or 3 (with member disagreement)
+                  decision: Decision|None=None,     # a per-pixel decision to apply here (a spatial one is applied to the whole scene later)
                   scratch: torch.Tensor|None=None,  # bool, at least K·h·w elements, for the arg-max to work in
-                 ) -> tuple[np.ndarray, np.ndarray|None]:
-    "Classes uint8 and, if asked, probabilities float32 (NaN at nodata) of finished pixels from their weighted sums."
-    classes, best = _first_argmax(sums, scratch)           # the weights divide out of the argmax
-    nodata = invalid | (weights == 0) | best.isnan()       # weight 0 only where every covering tile had no data;
-    classes = classes.masked_fill_(nodata, NODATA_CLASS).numpy()  # NaN where the model gave NaN: no class either
-    if not probabilities: return classes, None
-    return classes, (sums / weights).masked_fill_(nodata, float("nan")).numpy()
+                 ) -> tuple[np.ndarray, np.ndarray|None, np.ndarray|None]:
+    "Classes uint8, and if asked probabilities float32 (NaN at nodata) and confidence bands uint8, of finished pixels from their weighted sums."
+    nodata = invalid | (weights == 0)                      # weight 0 only where every covering tile had no data
+    per_pixel = decision is not None and not decision.spatial
+    p = (sums[:classes] / weights).masked_fill_(nodata, float("nan")) if probabilities or confidence or per_pixel else None
+    if per_pixel: labels = decide(p.numpy(), decision)     # NaN (no data, or a model that gave NaN): no class
+    else:
+        labels, best = _first_argmax(sums[:classes], scratch)   # the weights divide out of the argmax
+        labels = labels.masked_fill_(nodata | best.isnan(), NODATA_CLASS).numpy()
+    bands = confidence_bands(p, sums[classes] / weights if confidence == 3 else None).numpy() if confidence else None
+    return labels, (p.numpy() if probabilities else None), bands
+
+def _memmap(work: Path, name: str, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+    "A .npy memmap `<name>.npy.tmp` in `work`, renamed to `<name>.npy` by _commit_memmap."
+    return np.lib.format.open_memmap(work/f"{name}.npy.tmp", "w+", dtype, shape)
+
+def _commit_memmap(array: np.memmap|None, work: Path, name: str):
+    "Flush a memmap from _memmap and rename it to its final name (nothing for None)."
+    if array is None: return
+    array.flush(); del array; os.replace(work/f"{name}.npy.tmp", work/f"{name}.npy")
 
 def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: list[int], config: dict, tile: int, overlap: int,
-                    batch_size: int, work: Path, probabilities: bool, first: int, progress: bool):
+                    batch_size: int, work: Path, first: int, progress: bool,
+                    probabilities: bool, confidence: int, decision: Decision|None):
     "Predict strips `first`.. of the scene into `work`, strip by strip, carrying the shared rows' sums down."
     height, width, classes = src.height, src.width, len(config["class_names"])
+    channels = classes + (confidence == 3)                   # the members' mean entropy is blended like the probabilities
     ys, xs = tile_origins(height, tile, overlap), tile_origins(width, tile, overlap)
     tile_height, tile_width = min(tile, height), min(tile, width)
-    window = blend_window(tile_height, tile_width)
+    # one tile: nothing to blend, and weights of exactly 1 pass the probabilities through to the bit
+    window = blend_window(tile_height, tile_width) if len(ys) * len(xs) > 1 else np.ones((tile_height, tile_width), np.float32)
     span = _batch_span(xs, tile_width, batch_size)
     buffer = np.empty(len(indexes) * tile_height * span, np.float32)   # windows are read into it, batch after batch
     scratch = torch.empty(classes * tile_height * span, dtype=torch.bool)   # the arg-max works in it
-    strip_buffers = _strip_buffers(classes, len(indexes), tile_height, span, min(batch_size, len(xs)), tile_width)
+    strip_buffers = _strip_buffers(channels, len(indexes), tile_height, span, min(batch_size, len(xs)), tile_width)
     finished = [(ys[i + 1] if i + 1 < len(ys) else height) - ys[i] for i in range(len(ys))]  # each strip's rows no later strip reaches
     shared_rows = max(tile_height - done for done in finished)
-    carries = [torch.empty((classes + 1) * shared_rows * width) for _ in range(2)]  # this strip's and the last one's, in turns
+    carries = [torch.empty((channels + 1) * shared_rows * width) for _ in range(2)]  # this strip's and the last one's, in turns
     carry = None
     if first > 0 and first < len(ys):
         saved = torch.from_numpy(np.load(_carry_path(work, first - 1)))
@@ -354,8 +404,9 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
         for i in range(first, len(ys)):
             y, done = ys[i], finished[i]
             rows = np.empty((done, width), np.uint8)
-            probs = np.lib.format.open_memmap(work/f"probabilities_{i:05d}.npy.tmp", "w+", np.float32, (classes, done, width)) if probabilities else None
-            below = carries[i % 2][:(classes + 1) * (tile_height - done) * width].view(classes + 1, tile_height - done, width)  # the sums of the rows the next strip shares, then their weights
+            probs = _memmap(work, f"probabilities_{i:05d}", np.float32, (classes, done, width)) if probabilities else None
+            sure = _memmap(work, f"confidence_{i:05d}", np.uint8, (confidence, done, width)) if confidence else None
+            below = carries[i % 2][:(channels + 1) * (tile_height - done) * width].view(channels + 1, tile_height - done, width)  # the sums of the rows the next strip shares, then their weights
             def read(x: int, w: int) -> tuple[np.ndarray, np.ndarray]:
                 raw = _read(src, indexes, y, x, tile_height, w, out=_window_view(buffer, len(indexes), tile_height, w, src.interleaving))
                 invalid = _invalid_pixels(raw, src.nodata)
@@ -365,12 +416,14 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
                 if carry is not None:
                     shared = carry[1].shape[0]
                     sums[:, :shared].add_(carry[0][:, :, x0:x1]); weights[:shared].add_(carry[1][:, x0:x1])
-                block_classes, block_probs = _finish_strip(sums[:, :done], weights[:done], invalid[:done], probs is not None, scratch)
+                block_classes, block_probs, block_sure = _finish_strip(sums[:, :done], weights[:done], invalid[:done], classes,
+                                                                       probs is not None, confidence, decision, scratch)
                 rows[:, x0:x1] = block_classes
                 if probs is not None: probs[:, :, x0:x1] = block_probs
+                if sure is not None: sure[:, :, x0:x1] = block_sure
                 below[:-1, :, x0:x1], below[-1, :, x0:x1] = sums[:, done:], weights[done:]
                 bar.update(len([x for x in xs if x0 <= x < x1]))
-            if probs is not None: probs.flush(); del probs; os.replace(work/f"probabilities_{i:05d}.npy.tmp", work/f"probabilities_{i:05d}.npy")
+            _commit_memmap(probs, work, f"probabilities_{i:05d}"); _commit_memmap(sure, work, f"confidence_{i:05d}"); del probs, sure
             carry = (below[:-1], below[-1]) if i + 1 < len(ys) else None
             _save_strip(work, i, rows, below.numpy() if carry is not None else None)
 
@@ -390,20 +443,54 @@ def _write_parts(dst: rasterio.io.DatasetWriter, parts: Sequence[Path]):
         dst.write(ready if ready.ndim == 3 else ready[None], window=Window(0, row, dst.width, ready.shape[-2]))
         row += ready.shape[-2]; pending = [chunk[..., buffered - keep:, :]] if keep else []
 
-def _assemble(src: rasterio.DatasetReader, work: Path, dst_tif: Path, config: dict, strips: int, probabilities: bool):
-    "Write the class map (and probabilities) from the saved strips, each to a temporary file then renamed."
+SCENE_DECISION_ROWS = 256  # rows per band when a spatial decision runs over a whole scene
+
+def _decide_scene(work: Path, strips: int, decision: Decision, band_rows: int=SCENE_DECISION_ROWS):
+    "Apply a spatial decision to the saved probability strips, band by band (with the box's context rows), then clean the whole map; save classes_decided.npy."
+    parts = [np.load(work/f"probabilities_{i:05d}.npy", mmap_mode="r") for i in range(strips)]
+    starts = np.cumsum([0] + [p.shape[1] for p in parts])
+    height, width, radius = int(starts[-1]), parts[0].shape[2], decision.smoothing // 2
+    def rows(a: int, b: int) -> np.ndarray:
+        return np.concatenate([p[:, max(a - s, 0):b - s] for p, s in zip(parts, starts) if s < b and s + p.shape[1] > a], 1)
+    classes = np.empty((height, width), np.uint8); next_choice = np.empty_like(classes) if decision.cleans else None
+    for a in range(0, height, band_rows):
+        b = min(height, a + band_rows); low, high = max(0, a - radius), min(height, b + radius)
+        classes[a:b], band_next = _decide_pixels(rows(low, high), decision, context=(a - low, high - b))
+        if next_choice is not None: next_choice[a:b] = band_next
+    if decision.cleans: clean_classes(classes, next_choice, decision)
+    with atomic_path(work/"classes_decided.npy") as tmp, open(tmp, "wb") as f: np.save(f, classes)
+
+def map_tags(members: Sequence[tuple[nn.Module, dict]],  # from model_members
+             decision: Decision|None,                    # the decision applied (None: arg-max)
+             tta: bool,                                  # whether the dihedral views were averaged
+            ) -> dict[str, str]:
+    "GeoTIFF metadata recording how a map was made: the decision (JSON), the members' model folders and temperatures, and TTA."
+    return {"MARINE_UNET_DECISION": json.dumps(None if decision is None else decision_dict(decision)),
+            "MARINE_UNET_MODELS": json.dumps([c.get("folder") for _, c in members]),
+            "MARINE_UNET_TEMPERATURES": json.dumps([c.get("temperature", 1.0) for _, c in members]), "MARINE_UNET_TTA": json.dumps(bool(tta))}
+
+def _assemble(src: rasterio.DatasetReader, work: Path, dst_tif: Path, members: Sequence[tuple[nn.Module, dict]], strips: int,
+              probabilities: bool, confidence: int, decision: Decision|None, tta: bool):
+    "Write the class map (and probabilities and confidence) from the saved strips, each to a temporary file then renamed."
+    config = members[0][1]
+    spatial = decision is not None and decision.spatial
     with atomic_path(dst_tif) as tmp, rasterio.open(tmp, "w", **_profile(src, 1, "uint8", NODATA_CLASS)) as out:
         out.descriptions = ("class",)
-        _write_parts(out, [work/f"classes_{i:05d}.npy" for i in range(strips)])
+        _write_parts(out, [work/"classes_decided.npy"] if spatial else [work/f"classes_{i:05d}.npy" for i in range(strips)])
         out.write_colormap(1, _colormap(config))
+        out.update_tags(**map_tags(members, decision, tta))
     if probabilities:
         with atomic_path(probabilities_path(dst_tif)) as tmp, \
              rasterio.open(tmp, "w", **_profile(src, len(config["class_names"]), "float32", np.nan)) as out:
             out.descriptions = tuple(config["class_names"])
             _write_parts(out, [work/f"probabilities_{i:05d}.npy" for i in range(strips)])
+    if confidence:
+        with atomic_path(confidence_path(dst_tif)) as tmp, rasterio.open(tmp, "w", **_profile(src, confidence, "uint8", NODATA_CLASS)) as out:
+            out.descriptions = CONFIDENCE_BANDS[:confidence]
+            _write_parts(out, [work/f"confidence_{i:05d}.npy" for i in range(strips)])
 
 # %% ../nbs/07_infer.ipynb #2509e264
-def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or the (model, config) pair load_model gives
+def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run folder, (model, config) pair, repeated_runs folder, or a list of these (an ensemble)
                   src_tif: str|os.PathLike,                # scene GeoTIFF: float reflectance, 11 MARIDA bands or the model's bands
                   dst_tif: str|os.PathLike,                # class-map GeoTIFF to write
                   tile: int=256,                           # tile side, pixels
@@ -416,31 +503,39 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple,  # model folder, or th
                   overwrite: bool=False,                   # replace existing outputs (and discard a partial run)
                   resume: bool=False,                      # continue the partial run in <dst>.partial/ of an interrupted call
                   progress: bool=True,                     # show a tqdm progress bar
+                  decision: Decision|str|os.PathLike|None=None,  # how probabilities become classes: a Decision or a decision.json (06_evaluate); None = arg-max
+                  confidence: bool=False,                  # also write <dst stem>_confidence.tif (uint8 bands CONFIDENCE_BANDS; disagreement for ensembles)
                  ) -> Path:
     "Classify a whole georeferenced scene tile by tile, blending overlaps, into a class-map GeoTIFF."
     if isinstance(model_or_folder, nn.Module): raise InputError("model_or_folder: a bare module has no bands, mean and std; pass a model folder or a (model, config) pair")
     tile, overlap, batch_size = _check_tiling(tile, overlap, batch_size)
-    model, config = as_model(model_or_folder, device)
-    run_device = model_device(model)
+    members = model_members(model_or_folder, device)
+    config = members[0][1]
+    decision = as_decision(decision, config["class_names"])
+    run_device = model_device(members[0][0])
     autocast = autocast_dtype(precision, run_device)
     src_tif, dst_tif = Path(src_tif), Path(dst_tif)
     if len(config["class_names"]) >= NODATA_CLASS: raise InputError(f"model: {len(config['class_names'])} classes do not fit a uint8 map with nodata {NODATA_CLASS}")
-    _check_destination(src_tif, dst_tif, probabilities, overwrite)
-    predict = lambda x: predict_array(model, x, batch_size, bool(tta), run_device, input_multiple(model), autocast)
+    outputs = scene_outputs(dst_tif, probabilities, confidence)
+    _check_destination(src_tif, outputs, overwrite)
+    bands = (3 if len(members) > 1 else 2) if confidence else 0
+    spatial = decision is not None and decision.spatial
+    predict = lambda x: members_probabilities(members, x, batch_size, bool(tta), autocast, member_entropy=bands == 3)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True,    # GDAL reads these when the file opens
                       GDAL_NUM_THREADS=torch.get_num_threads()):
         src, indexes = _open_scene(src_tif, config["bands"])
         with src:
             _check_writable(dst_tif)
-            key = _resume_key(src_tif, model, config, tile=tile, overlap=overlap, batch_size=batch_size, tta=bool(tta),
-                              probabilities=bool(probabilities), precision=precision, device=run_device.type)
+            key = _resume_key(src_tif, members, tile=tile, overlap=overlap, batch_size=batch_size, tta=bool(tta), probabilities=bool(probabilities),
+                              precision=precision, device=run_device.type, confidence=bands, decision=None if decision is None else decision_dict(decision))
             work = partial_path(dst_tif)
             first = _start_partial(work, key, bool(resume), bool(overwrite))
             if resume or overwrite:
-                for name in (dst_tif.name, probabilities_path(dst_tif).name): remove_interrupted_writes(dst_tif.parent, name)
+                for out in outputs: remove_interrupted_writes(dst_tif.parent, out.name)
             strips = len(tile_origins(src.height, tile, overlap))
-            _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, bool(probabilities), first, progress)
-            _assemble(src, work, dst_tif, config, strips, bool(probabilities))
+            _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, first, progress, bool(probabilities) or spatial, bands, decision)
+            if spatial: _decide_scene(work, strips, decision)
+            _assemble(src, work, dst_tif, members, strips, bool(probabilities), bands, decision, bool(tta))
     shutil.rmtree(work)
     return dst_tif
 
