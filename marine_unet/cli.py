@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles")
     p.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=False, help="also write <stem>_probabilities.tif")
     p.add_argument("--decision", default=None, help="the decision.json that evaluate wrote (thresholds, debris rule, smoothing, cleaning); default: arg-max")
+    p.add_argument("--scale", type=float, default=None, help="reflectance = value x scale + offset: 0.0001 for Sentinel-2 digital numbers (integer files need it)")
+    p.add_argument("--offset", type=float, default=0.0, help="added after --scale: -0.1 for L2A of processing baseline 04.00 or later")
+    p.add_argument("--bands-by-name", action=argparse.BooleanOptionalAction, default=False,
+                   help="pick the model's bands by the file's band descriptions (B2, B8A, ...), in any order")
     p.add_argument("--confidence", action=argparse.BooleanOptionalAction, default=False,
                    help="also write <stem>_confidence.tif: max probability, entropy and, for ensembles, member disagreement (uint8)")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace existing outputs")
@@ -172,7 +176,8 @@ def _run_predict(args) -> str:
         if _already_done(out, args): lines.append(f"{scene} -> {out} (already done)"); continue
         predict_scene(model, scene, out, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                       probabilities=args.probabilities, device=args.device, precision=args.precision,
-                      overwrite=args.overwrite, resume=args.resume, progress=False, decision=decision, confidence=args.confidence)
+                      overwrite=args.overwrite, resume=args.resume, progress=False, decision=decision, confidence=args.confidence,
+                      scale=args.scale, offset=args.offset, bands_by_name=args.bands_by_name)
         lines.append(f"{scene} -> {out}")
     return "\n".join(lines)
 

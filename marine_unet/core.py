@@ -19,13 +19,14 @@ import torch
 # %% auto #0
 __all__ = ['BANDS', 'BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'SPECTRAL_INDICES',
            'CLASS_NAMES_15', 'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX',
-           'NODATA_CLASS', 'PROTOCOLS', 'SPLITS', 'TRACKED_PACKAGES', 'InputError', 'check_integer', 'check_number',
-           'check_choice', 'Band', 'parse_bands', 'band_indices', 'band_stats', 'parse_features', 'spectral_indices',
-           'check_protocol', 'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'rgb_composite',
-           'mask_to_rgb', 'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'as_device', 'atomic_path',
-           'write_json', 'atomic_folder', 'write_geotiff', 'interrupted_writes', 'remove_interrupted_writes',
-           'cache_root', 'package_versions', 'git_commit', 'data_fingerprint', 'environment_info', 'make_run_dir',
-           'record_run', 'class_probabilities', 'markdown_table']
+           'NODATA_CLASS', 'PROTOCOLS', 'SPLITS', 'COMMIT_HOOKS', 'STORAGE_ERRNOS', 'TRACKED_PACKAGES', 'LOCK_FILE',
+           'InputError', 'check_integer', 'check_number', 'check_choice', 'Band', 'parse_bands', 'band_indices',
+           'band_stats', 'parse_features', 'spectral_indices', 'check_protocol', 'class_names', 'class_colors',
+           'codes_to_target', 'class_distribution', 'rgb_composite', 'mask_to_rgb', 'set_seed', 'seed_worker',
+           'torch_generator', 'get_device', 'as_device', 'commit_hook', 'commit_file', 'StorageError', 'storage_error',
+           'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff', 'interrupted_writes',
+           'remove_interrupted_writes', 'cache_root', 'package_versions', 'git_commit', 'data_fingerprint',
+           'environment_info', 'make_run_dir', 'record_run', 'folder_lock', 'class_probabilities', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -290,11 +291,60 @@ def as_device(device: str|torch.device  # a name for get_device ("auto", "cpu", 
     "The torch.device of `device`: names go through get_device (checked), devices are taken as they are."
     return get_device(device) if isinstance(device, str) else torch.device(device)
 
+# %% ../nbs/00_core.ipynb #b7c36f8d
+import errno
+COMMIT_HOOKS: list[Callable[[Path, bool], None]] = []   # hook(final path, committed) around every commit; crash drills only
+
+@contextlib.contextmanager
+def commit_hook(hook: Callable[[Path, bool], None]  # called with (final path, False) just before a commit and (final path, True) just after
+               ) -> Iterator[None]:
+    "Call `hook` around every atomic commit marine_unet makes while the block runs."
+    COMMIT_HOOKS.append(hook)
+    try: yield
+    finally: COMMIT_HOOKS.remove(hook)
+
+def _announce(path: Path, committed: bool):
+    for hook in list(COMMIT_HOOKS): hook(Path(path), committed)
+
+def commit_file(tmp: str|Path,   # the finished temporary file
+                path: str|Path,  # its final name (same folder)
+               ) -> Path:
+    "Rename `tmp` to `path`, atomically, telling the commit hooks just before and just after (a refused write: StorageError)."
+    try: _announce(path, False); os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in STORAGE_ERRNOS: raise storage_error(path, e) from None
+        raise
+    _announce(path, True)
+    return Path(path)
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG)   # the storage refused a write
+
+class StorageError(InputError):
+    "A write the storage refused (disk full, I/O error, read-only): names the file; what was committed before is intact."
+
+def storage_error(path: str|Path,     # the file that could not be written
+                  error: BaseException, # what the writer raised
+                 ) -> StorageError:
+    "The StorageError for a failed write of `path`."
+    if isinstance(error, OSError) and error.errno is not None: reason = f"{error.strerror or error} ({errno.errorcode.get(error.errno, error.errno)})"
+    else: reason = f"no space left on the device ({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''})"
+    return StorageError(f"{path}: could not be written: {reason}; what was saved before is intact: free space, then run again with resume")
+
+def _out_of_space(folder: Path) -> bool:
+    "Whether the file system of `folder` has (almost) no space left for this user."
+    try: stats = os.statvfs(folder)
+    except OSError: return False
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
+
+def _refused_write(path: Path, error: BaseException) -> bool:
+    "Whether `error`, raised while writing `path`, is the storage refusing it (writers such as torch or GDAL raise their own types)."
+    return (isinstance(error, OSError) and error.errno in STORAGE_ERRNOS) or (isinstance(error, Exception) and _out_of_space(path.parent))
+
 # %% ../nbs/00_core.ipynb #2fea4a60
 @contextlib.contextmanager
 def atomic_path(path: str|Path,  # final file name
                ) -> Iterator[Path]:
-    "Yield a temporary path next to `path`; on success rename it to `path`, on error delete it."
+    "Yield a temporary path next to `path`; on success rename it to `path`, on error delete it (a refused write: StorageError)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -303,7 +353,10 @@ def atomic_path(path: str|Path,  # final file name
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the final file the usual permissions
     try:
         yield tmp
-        os.replace(tmp, path)
+        commit_file(tmp, path)
+    except Exception as e:
+        if not isinstance(e, InputError) and _refused_write(path, e): raise storage_error(path, e) from None
+        raise
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -327,10 +380,12 @@ def _swap_in(new: Path,        # the finished temporary folder
              overwrite: bool,  # replace an existing `folder` (else keep it and drop `new`)
             ):
     "Rename `new` to `folder`; an existing `folder` is moved aside, and put back if the rename fails, or kept."
+    _announce(folder, False)
     if not overwrite:
         try: os.rename(new, folder)
         except OSError:
             if not folder.is_dir(): raise   # lost a race: another process put it there first, keep theirs
+        _announce(folder, True)
         return
     old = folder.with_name(f".{folder.name}.old-{os.urandom(4).hex()}") if folder.exists() else None
     if old: os.replace(folder, old)
@@ -339,6 +394,7 @@ def _swap_in(new: Path,        # the finished temporary folder
         if old: os.replace(old, folder)
         raise
     if old: shutil.rmtree(old, ignore_errors=True)
+    _announce(folder, True)
 
 @contextlib.contextmanager
 def atomic_folder(folder: str|Path,       # final folder name
@@ -353,6 +409,9 @@ def atomic_folder(folder: str|Path,       # final folder name
     try:
         yield work
         _swap_in(work, folder, overwrite)
+    except Exception as e:
+        if not isinstance(e, InputError) and _refused_write(folder, e): raise storage_error(folder, e) from None
+        raise
     finally: shutil.rmtree(work, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #37c08fbb
@@ -488,6 +547,43 @@ def record_run(run_dir: str|Path,                 # the run folder
         record["data_fingerprint"] = data_fingerprint(data_dir)
         write_json(run_dir/"data_fingerprint.json", record["data_fingerprint"])
     return record
+
+# %% ../nbs/00_core.ipynb #9f806a52
+import fcntl, socket
+
+LOCK_FILE = ".marine_unet.lock"   # a run folder's lock file
+
+def _lock_holder(fd: int) -> str:
+    "Who the lock file open at `fd` says holds it."
+    try: holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError): holder = {}
+    return f"process {holder.get('pid', '?')} on {holder.get('host', '?')} (since {holder.get('since', '?')})"
+
+@contextlib.contextmanager
+def folder_lock(lock_file: str|Path,  # the lock file (its folder is created if missing)
+                what: str,            # what is locked, for the message, e.g. "out_dir runs/a"
+               ) -> Iterator[Path]:
+    "Hold an exclusive lock on `lock_file` while the block runs; InputError at once if a live process holds it."
+    lock_file = Path(lock_file); folder = lock_file.parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd); os.close(fd)
+            if created and not any(folder.iterdir()): folder.rmdir()
+            raise InputError(f"{what}: in use by {holder}, lock file {lock_file}; one run at a time may write there: wait for it or choose another") from None
+        try: same = os.stat(lock_file).st_ino == os.fstat(fd).st_ino   # not a file that its last holder removed meanwhile
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
+    try: yield lock_file
+    finally:
+        lock_file.unlink(missing_ok=True); os.close(fd)   # removed while still held: no one else holds this file
+        if created and folder.is_dir() and not any(folder.iterdir()): folder.rmdir()
 
 # %% ../nbs/00_core.ipynb #a045c3d3
 def class_probabilities(logits: torch.Tensor  # (N, K, H, W) logits in any memory layout and float dtype

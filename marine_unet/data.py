@@ -5,7 +5,7 @@
 # %% ../nbs/01_data.ipynb #6888c576
 from __future__ import annotations
 from .core import *
-import hashlib, json, os, re
+import hashlib, io, json, math, os, re, tempfile, warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 import numpy as np
@@ -152,39 +152,66 @@ def read_patch(root: str|Path,                 # MARIDA root
             "conf": read_confidence(paths["conf"], image.shape[1:])}
 
 # %% ../nbs/01_data.ipynb #c2fb75cb
-CACHE_VERSION = 1  # bump when the cache format changes, so old entries are not reused
+CACHE_VERSION = 2  # bump when the cache format changes, so old entries are not reused (2: records hold sizes and checksums)
 
 def patch_cache_dir() -> Path:
     "Default folder for decoded-patch caches: `patches/` in `cache_root()`."
     return cache_root()/"patches"
 
 def _cache_names(paths: dict[str, Path], cache_dir: Path) -> tuple[dict[str, Path], str]:
-    "Paths of a patch's cache entry (image, labels, record) and the prefix shared by all its versions."
+    "Paths of a patch's cache entry (`image_npy`, `labels_npy`, `json` record) and the prefix shared by all its versions."
     where = hashlib.sha256(str(paths["image"].resolve()).encode()).hexdigest()[:12]
     state = json.dumps([CACHE_VERSION] + [[p.stat().st_size, p.stat().st_mtime_ns] for p in paths.values()])
     prefix = f"{paths['image'].stem}.{where}."
     base = prefix + hashlib.sha256(state.encode()).hexdigest()[:12]
-    return {k: cache_dir/f"{base}.{k}" for k in ("image.npy", "labels.npy", "json")}, prefix
+    return {k: cache_dir/f"{base}.{k.replace('_', '.')}" for k in ("image_npy", "labels_npy", "json")}, prefix
 
-def _save_npy(path: Path, array: np.ndarray):
-    "Write a .npy file atomically."
-    with atomic_path(path) as tmp, open(tmp, "wb") as f: np.save(f, array)
+# %% ../nbs/01_data.ipynb #b7d2a1c1
+def _npy_facts(data: bytes  # the bytes of a .npy file
+              ) -> dict[str, Any]:
+    "Size, SHA-256, shape and dtype of a .npy file's bytes; a ValueError if they are not one whole array."
+    f = io.BytesIO(data); version = np.lib.format.read_magic(f)
+    if version not in ((1, 0), (2, 0)): raise ValueError(f".npy format version {version} is not one np.save writes here")
+    shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+    if dtype.hasobject or len(data) != f.tell() + math.prod(shape) * dtype.itemsize:
+        raise ValueError(f".npy data holds {len(data) - f.tell()} bytes, not those of a {dtype} array of shape {shape}")
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "shape": list(shape), "dtype": dtype.str}
+
+def _save_npy(path: Path,         # the .npy file to write
+              array: np.ndarray,  # what it holds
+             ) -> dict[str, Any]:
+    "Write `array` as a .npy file atomically; its facts for the entry's record."
+    buffer = io.BytesIO(); np.save(buffer, array, allow_pickle=False)
+    with atomic_path(path) as tmp: tmp.write_bytes(buffer.getvalue())
+    return _npy_facts(buffer.getvalue())
+
+# %% ../nbs/01_data.ipynb #b7d2a1c4
+def _entry_record(names: dict[str, Path]  # the entry's paths, as `_cache_names` gives
+                 ) -> dict[str, Any]|None:
+    "The record of a cache entry whose version is CACHE_VERSION and whose files all match it, else None."
+    try:
+        record = json.loads(names["json"].read_text(encoding="utf-8"))
+        if record["version"] != CACHE_VERSION or set(record["nan_per_band"]) != set(BAND_NAMES): return None
+        for key in ("image_npy", "labels_npy"):
+            if record[key] != names[key].name or _npy_facts(names[key].read_bytes()) != record["files"][key]: return None
+        ok = record["files"]["image_npy"]["shape"][1:] == record["shape"] == record["files"]["labels_npy"]["shape"][1:]
+        return record if ok else None
+    except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError): return None
 
 # %% ../nbs/01_data.ipynb #caa43521
 def cache_patch(paths: dict[str, Path],  # the patch's GeoTIFFs, as `patch_paths` gives
-                cache_dir: str|Path,     # the cache folder
+                cache_dir: str|Path,     # the cache folder; an OSError if it cannot be written
                ) -> dict[str, Any]:
-    "Decode and check a patch into `cache_dir` unless a current entry exists; return the entry's record."
+    "Decode and check a patch into `cache_dir` unless a verified current entry exists; return the entry's record."
     cache_dir = Path(cache_dir)
     names, prefix = _cache_names(paths, cache_dir)
-    if names["json"].is_file() and names["image.npy"].is_file() and names["labels.npy"].is_file():
-        try: return json.loads(names["json"].read_text())
-        except (OSError, ValueError): pass  # a damaged record: decode again
+    if (record := _entry_record(names)) is not None: return record
     image = read_image(paths["image"])
     labels = np.stack([read_class_codes(paths["mask"], image.shape[1:]), read_confidence(paths["conf"], image.shape[1:])])
-    _save_npy(names["image.npy"], image); _save_npy(names["labels.npy"], labels)
-    record = {"image": str(paths["image"]), "shape": list(image.shape[1:]), "image_npy": names["image.npy"].name,
-              "labels_npy": names["labels.npy"].name,
+    names["json"].unlink(missing_ok=True)  # no record, no entry: a rebuild cut short is rebuilt again
+    files = {"image_npy": _save_npy(names["image_npy"], image), "labels_npy": _save_npy(names["labels_npy"], labels)}
+    record = {"version": CACHE_VERSION, "image": str(paths["image"]), "shape": list(image.shape[1:]),
+              "image_npy": names["image_npy"].name, "labels_npy": names["labels_npy"].name, "files": files,
               "nan_per_band": dict(zip(BAND_NAMES, np.isnan(image).sum((1, 2)).tolist()))}
     write_json(names["json"], record)
     for old in cache_dir.glob(prefix + "*"):  # entries of earlier versions of these files
@@ -251,7 +278,7 @@ class MaridaDataset(Dataset):
                  normalize: str|tuple|None="official",       # "official", "train" (the train split's statistics), "own" (these patches'), None or (mean, std)
                  transform: Callable[..., dict]|None=None,   # called as transform(image=, mask=, conf=) on numpy arrays
                  cache: bool|str=True,                       # True: .npy cache on disk; "memory"; False: decode each time
-                 cache_dir: str|Path|None=None,              # cache folder; None = `patch_cache_dir()`
+                 cache_dir: str|Path|None=None,              # cache folder; None = `patch_cache_dir()`; one that cannot be written: read the GeoTIFFs, with a warning
                  impute: Sequence[float]|None=None,          # NaN fill (reflectance per band); None = the statistics' mean for "train" and "own", else the official mean
                 ):
         self.root, self.protocol = _check_data_folder(Path(root)), check_protocol(protocol)
@@ -263,7 +290,7 @@ class MaridaDataset(Dataset):
         self.paths = _existing_patch_paths(self.root, self.ids)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else patch_cache_dir()
         self._prepare()
-        self.normalize, self.mean, self.std = _normalisation(normalize, self.root, self.bands, cache, cache_dir, self)
+        self.normalize, self.mean, self.std = _normalisation(normalize, self.root, self.bands, self.cache, cache_dir, self)
         self.impute = (np.asarray(impute, np.float32).reshape(-1) if impute is not None else  # NaN fill, reflectance
                        self.mean if self.normalize in ("train", "own") else band_stats(self.bands)[0])
         if self.impute.shape != (len(self.bands),): raise InputError(f"impute: needs {len(self.bands)} values (one per band), got {self.impute.size}")
@@ -271,18 +298,33 @@ class MaridaDataset(Dataset):
     def __len__(self) -> int: return len(self.ids)
 
 # %% ../nbs/01_data.ipynb #d4207c6b
+def _cache_dir_problem(folder: Path  # the cache folder, created if missing
+                      ) -> str|None:
+    "Why no file can be written in `folder`, or None if one can (found by writing one)."
+    if folder.exists() and not folder.is_dir(): return "is a file, not a folder"
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e: return f"cannot be created ({e.strerror or e})"
+    try: fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=folder); os.close(fd); os.unlink(probe)
+    except OSError as e: return f"is not writable ({e.strerror or e})"
+    return None
+
+@patch
+def _fall_back(self: MaridaDataset, problem: str):
+    "Stop using the cache folder: warn, naming it and `problem`, and read the GeoTIFFs as cache=False does."
+    warnings.warn(f"cache_dir {self.cache_dir}: {problem}; reading the GeoTIFFs directly instead, as cache=False does", stacklevel=2)
+    self.cache, self.cache_problem, self._records = False, problem, []
+
 @patch
 def _prepare(self: MaridaDataset):
-    "Decode and check every patch once (into the cache or memory), count NaN values and check patch sizes."
-    if self.cache is True:
-        try: self.cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise InputError(f"cache_dir {self.cache_dir}: cannot be created ({e.strerror})") from None
-        if not os.access(self.cache_dir, os.W_OK): raise InputError(f"cache_dir {self.cache_dir}: is not writable")
-    self._records, self._memory, self.nan_counts, shapes = [], [], {}, {}
+    "Decode and check every patch once (into the verified cache or memory), count NaN values and check patch sizes."
+    self._records, self._memory, self.nan_counts, self.cache_problem, shapes = [], [], {}, None, {}
+    if self.cache is True and (problem := _cache_dir_problem(self.cache_dir)): self._fall_back(problem)
     for pid, paths in zip(self.ids, self.paths):
+        record = None
         if self.cache is True:
-            record = cache_patch(paths, self.cache_dir); self._records.append(record)
-            shape, nan = tuple(record["shape"]), sum(record["nan_per_band"][b] for b in self.bands)
+            try: record = cache_patch(paths, self.cache_dir); self._records.append(record)
+            except OSError as e: self._fall_back(f"an entry cannot be written ({e.strerror or e})")
+        if record is not None: shape, nan = tuple(record["shape"]), sum(record["nan_per_band"][b] for b in self.bands)
         else:
             image = read_image(paths["image"], self.bands)
             shape, nan = image.shape[1:], int(np.isnan(image).sum())
@@ -310,11 +352,22 @@ def __repr__(self: MaridaDataset) -> str:
 
 # %% ../nbs/01_data.ipynb #26be3e1f
 @patch
+def _cached(self: MaridaDataset, i: int, key: str) -> np.ndarray:
+    "File `key` of patch `i`'s verified cache entry, memory-mapped; rebuilt first if its header no longer fits the record."
+    facts = self._records[i]["files"][key]
+    try:
+        array = np.load(self.cache_dir/self._records[i][key], mmap_mode="r")
+        if list(array.shape) == facts["shape"] and array.dtype.str == facts["dtype"]: return array
+    except (OSError, ValueError, EOFError): pass  # deleted, truncated or replaced since the open
+    self._records[i] = cache_patch(self.paths[i], self.cache_dir)
+    return np.load(self.cache_dir/self._records[i][key], mmap_mode="r")
+
+@patch
 def read_labels(self: MaridaDataset, i: int) -> tuple[np.ndarray, np.ndarray]:
     "Class codes and confidence (uint8 H, W) of patch `i`, as stored (without reading its image)."
     i = range(len(self))[i]
     if self.cache is True:
-        codes, conf = np.load(self.cache_dir/self._records[i]["labels_npy"], mmap_mode="r")
+        codes, conf = self._cached(i, "labels_npy")
         return np.array(codes), np.array(conf)
     if self.cache == "memory": return self._memory[i][1].copy(), self._memory[i][2].copy()
     return read_class_codes(self.paths[i]["mask"], self.shape), read_confidence(self.paths[i]["conf"], self.shape)
@@ -323,7 +376,7 @@ def read_labels(self: MaridaDataset, i: int) -> tuple[np.ndarray, np.ndarray]:
 def read_raw(self: MaridaDataset, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Patch `i` as stored: image float32 (C, H, W) reflectance with NaN, class codes and conf uint8 (H, W)."
     i = range(len(self))[i]
-    if self.cache is True: image = np.load(self.cache_dir/self._records[i]["image_npy"], mmap_mode="r")[self.band_index]  # reads these bands only
+    if self.cache is True: image = self._cached(i, "image_npy")[self.band_index]  # reads these bands only
     elif self.cache == "memory": image = self._memory[i][0].copy()
     else: image = read_image(self.paths[i]["image"], self.bands)
     return np.asarray(image), *self.read_labels(i)

@@ -5,7 +5,7 @@
 # %% ../nbs/07_infer.ipynb #1b7fda13
 from __future__ import annotations
 from .core import *
-import hashlib, json, math, os, shutil, tempfile, warnings
+import errno, hashlib, json, math, os, shutil, tempfile, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,9 +23,9 @@ from .metrics import Decision, as_decision, decide, decision_dict, clean_classes
 
 # %% auto #0
 __all__ = ['CONFIDENCE_BANDS', 'GDAL_CACHE_MB', 'SCENE_DECISION_ROWS', 'as_model', 'normalise_images', 'predict_patches',
-           'tile_origins', 'blend_window', 'scene_band_indexes', 'probabilities_path', 'confidence_path',
-           'scene_outputs', 'partial_path', 'confidence_bands', 'map_tags', 'predict_scene', 'write_scene',
-           'export_onnx', 'quantize_onnx', 'onnx_parity', 'save_map_figure']
+           'tile_origins', 'blend_window', 'described_bands', 'scene_band_indexes', 'probabilities_path',
+           'confidence_path', 'scene_outputs', 'partial_path', 'lock_path', 'confidence_bands', 'map_tags',
+           'predict_scene', 'write_scene', 'export_onnx', 'quantize_onnx', 'onnx_parity', 'save_map_figure']
 
 # %% ../nbs/07_infer.ipynb #7cd03892
 def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
@@ -106,15 +106,34 @@ def blend_window(height: int,         # tile height
     return (floor + (1 - floor) * np.outer(sine(height), sine(width))).astype(np.float32)
 
 # %% ../nbs/07_infer.ipynb #9d51c3ee
+import re
+def described_bands(descriptions: Sequence[str|None]|None,  # a file's band descriptions (rasterio's `descriptions`)
+                   ) -> list[str]|None:
+    "The band names the descriptions give (B02 as B2, b8a as B8A), or None unless every description names a band."
+    names = [re.fullmatch(r"B0?(\d{1,2}A?)", (d or "").strip().upper()) for d in (descriptions or [])]
+    return [f"B{m.group(1)}" for m in names] if names and all(names) else None
+
 def scene_band_indexes(band_count: int,           # bands in the scene file
                        model_bands: Sequence[str], # the model's bands (config["bands"])
                        path: str|Path="scene",     # the file, for the error message
+                       descriptions: Sequence[str|None]|None=None,  # the file's band descriptions
+                       by_name: bool=False,        # pick the model's bands by the descriptions' names, in any order
                       ) -> list[int]:
     "1-based band indexes to read from a scene file for a model that takes `model_bands`."
-    if band_count == len(BAND_NAMES): return [i + 1 for i in band_indices(model_bands)]
-    if band_count == len(model_bands): return list(range(1, band_count + 1))
-    raise InputError(f"scene {path}: has {band_count} band(s); the model needs all 11 MARIDA bands {list(BAND_NAMES)} "
-                     f"or exactly its {len(model_bands)} bands {list(model_bands)} in that order")
+    named, model_bands = described_bands(descriptions), list(model_bands)
+    if by_name:
+        if named is None: raise InputError(f"scene {path}: bands_by_name, but its band descriptions {list(descriptions or [])} do not name its bands")
+        missing = [b for b in model_bands if b not in named]
+        if missing: raise InputError(f"scene {path}: its bands are {named}; the model's bands {missing} are not among them")
+        return [named.index(b) + 1 for b in model_bands]
+    if band_count == len(BAND_NAMES): indexes, expected = [i + 1 for i in band_indices(model_bands)], list(BAND_NAMES)
+    elif band_count == len(model_bands): indexes, expected = list(range(1, band_count + 1)), model_bands
+    else: raise InputError(f"scene {path}: has {band_count} band(s); the model needs all 11 MARIDA bands {list(BAND_NAMES)} "
+                           f"or exactly its {len(model_bands)} bands {model_bands} in that order")
+    if named is not None and named != expected:
+        raise InputError(f"scene {path}: its band descriptions say {named}, but the model reads {expected} in that order; "
+                         "pass bands_by_name=True (--bands-by-name) to pick the model's bands by name")
+    return indexes
 
 # %% ../nbs/07_infer.ipynb #2ed85f9c
 def probabilities_path(dst_tif: str|Path  # the class-map file
@@ -136,30 +155,40 @@ def scene_outputs(dst_tif: str|Path,         # the class-map file
     "The files predict_scene writes: the class map, then the probabilities and confidence files asked for."
     return [Path(dst_tif)] + [probabilities_path(dst_tif)] * bool(probabilities) + [confidence_path(dst_tif)] * bool(confidence)
 
+def _check_scaling(scale: float|None, offset: float) -> tuple[float|None, float]:
+    "Scale (None, or a positive number) and offset (a finite number, only with a scale), checked."
+    if scale is None:
+        if offset: raise InputError(f"offset={offset!r}: only applies with a scale (reflectance = value · scale + offset)")
+        return None, 0.0
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)) or not math.isfinite(scale) or scale <= 0:
+        raise InputError(f"scale={scale!r}: must be a positive number, e.g. 0.0001 for Sentinel-2 digital numbers")
+    return float(scale), check_number("offset", offset)
+
 def _check_tiling(tile: int, overlap: int, batch_size: int) -> tuple[int, int, int]:
     "Tile, overlap and batch size, checked."
     tile, batch_size = check_integer("tile", tile, 1), check_integer("batch_size", batch_size, 1)
     return tile, check_integer("overlap", overlap, 0, tile - 1), batch_size
 
-def _open_scene(path: Path, model_bands: Sequence[str]) -> tuple[rasterio.DatasetReader, list[int]]:
-    "Open a scene, checking it is readable, georeferenced, float and has bands the model can use."
+def _open_scene(path: Path, model_bands: Sequence[str], scale: float|None=None, by_name: bool=False) -> tuple[rasterio.DatasetReader, list[int]]:
+    "Open a scene, checking it is readable, georeferenced, float (or scaled) and has bands the model can use."
     if not path.is_file(): raise InputError(f"scene {path}: missing (no such file)")
     try: src = rasterio.open(path)
     except RasterioError as e: raise InputError(f"scene {path}: unreadable, not a raster rasterio can open ({e})") from None
     try:
         if src.crs is None: raise InputError(f"scene {path}: has no CRS (coordinate reference system); the output could not be georeferenced")
-        if not np.issubdtype(np.dtype(src.dtypes[0]), np.floating):
-            raise InputError(f"scene {path}: holds integer {src.dtypes[0]} values, not float reflectance; "
-                             "divide Sentinel-2 digital numbers by 10000 first")
-        return src, scene_band_indexes(src.count, model_bands, path)
+        if not np.issubdtype(np.dtype(src.dtypes[0]), np.floating) and scale is None:
+            raise InputError(f"scene {path}: holds integer {src.dtypes[0]} values, not float reflectance; for Sentinel-2 digital numbers pass "
+                             "scale=0.0001 (--scale 0.0001), and offset=-0.1 (--offset -0.1) for L2A of processing baseline 04.00 or later")
+        return src, scene_band_indexes(src.count, model_bands, path, src.descriptions, by_name)
     except BaseException:
         src.close(); raise
 
-def _check_destination(src_tif: Path, outputs: Sequence[Path], overwrite: bool):
-    "Error if an output exists (without overwrite) or would replace the scene."
+def _check_destination(src_tif: Path, outputs: Sequence[Path], overwrite: bool, resume: bool=False):
+    "Error if an output exists (without overwrite, or resume of the interrupted run that wrote it) or would replace the scene."
+    interrupted = resume and partial_path(outputs[0]).is_dir()   # outputs written before the run was killed are its own
     for out in outputs:
         if out.resolve() == src_tif.resolve(): raise InputError(f"dst_tif {out}: is the scene itself; choose another name")
-        if out.exists() and not overwrite: raise InputError(f"output {out}: already exists; pass overwrite=True to replace it")
+        if out.exists() and not (overwrite or interrupted): raise InputError(f"output {out}: already exists; pass overwrite=True to replace it")
         if out.exists() and not out.is_file(): raise InputError(f"output {out}: exists and is not a file")
 
 def _check_writable(dst_tif: Path):
@@ -263,6 +292,12 @@ def partial_path(dst_tif: str|Path  # the class-map file
     dst_tif = Path(dst_tif)
     return dst_tif.with_name(dst_tif.name + ".partial")
 
+def lock_path(dst_tif: str|Path  # the class-map file
+             ) -> Path:
+    "The lock file predict_scene holds next to `dst_tif` while it writes it (core's folder_lock)."
+    dst_tif = Path(dst_tif)
+    return dst_tif.with_name(f".{dst_tif.name}.lock")
+
 _PARTIAL_FORMAT = 4  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
 
 def _tensor_digest(value: torch.Tensor) -> bytes:
@@ -326,7 +361,11 @@ def _save_strip(work: Path, i: int, classes: np.ndarray,
     "Save strip i's carried sums, then its finished class rows (atomically), which mark it done."
     if carry is not None:               # strip i - 1's carry, in the other file, is left intact until this strip is done
         path = _carry_path(work, i)
-        with open(path, "r+b" if path.exists() else "wb", buffering=0) as f: np.save(f, carry); f.truncate()  # unbuffered: numpy writes straight from the array
+        try:
+            with open(path, "r+b" if path.exists() else "wb", buffering=0) as f: np.save(f, carry); f.truncate()  # unbuffered: numpy writes straight from the array
+        except OSError as e:
+            if e.errno in STORAGE_ERRNOS: raise storage_error(path, e) from None
+            raise
     with atomic_path(work/f"classes_{i:05d}.npy") as tmp, open(tmp, "wb") as f: np.save(f, classes)
 
 # %% ../nbs/07_infer.ipynb #97605675
@@ -371,17 +410,26 @@ def _finish_strip(sums: torch.Tensor, weights: torch.Tensor, invalid: torch.Tens
     return labels, (p.numpy() if probabilities else None), bands
 
 def _memmap(work: Path, name: str, dtype: type, shape: tuple[int, ...]) -> np.memmap:
-    "A .npy memmap `<name>.npy.tmp` in `work`, renamed to `<name>.npy` by _commit_memmap."
-    return np.lib.format.open_memmap(work/f"{name}.npy.tmp", "w+", dtype, shape)
+    "A .npy memmap `<name>.npy.tmp` in `work`, its disk space reserved, renamed to `<name>.npy` by _commit_memmap."
+    path = work/f"{name}.npy.tmp"
+    array = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    try:   # a sparse file would meet a full disk on a page fault (SIGBUS); reserve it now, and a full disk is an error here
+        with open(path, "r+b") as f: os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+    except OSError as e:
+        del array; path.unlink(missing_ok=True)
+        if e.errno in STORAGE_ERRNOS: raise storage_error(work/f"{name}.npy", e) from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL): raise   # a file system without fallocate: go on as before
+    return array
 
 def _commit_memmap(array: np.memmap|None, work: Path, name: str):
     "Flush a memmap from _memmap and rename it to its final name (nothing for None)."
     if array is None: return
-    array.flush(); del array; os.replace(work/f"{name}.npy.tmp", work/f"{name}.npy")
+    array.flush(); del array; commit_file(work/f"{name}.npy.tmp", work/f"{name}.npy")
 
 def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: list[int], config: dict, tile: int, overlap: int,
                     batch_size: int, work: Path, first: int, progress: bool,
-                    probabilities: bool, confidence: int, decision: Decision|None):
+                    probabilities: bool, confidence: int, decision: Decision|None,
+                    scale: float|None=None, offset: float=0.0):   # reflectance = value · scale + offset (None: the values are reflectance)
     "Predict strips `first`.. of the scene into `work`, strip by strip, carrying the shared rows' sums down."
     height, width, classes = src.height, src.width, len(config["class_names"])
     channels = classes + (confidence == 3)                   # the members' mean entropy is blended like the probabilities
@@ -409,7 +457,8 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
             below = carries[i % 2][:(channels + 1) * (tile_height - done) * width].view(channels + 1, tile_height - done, width)  # the sums of the rows the next strip shares, then their weights
             def read(x: int, w: int) -> tuple[np.ndarray, np.ndarray]:
                 raw = _read(src, indexes, y, x, tile_height, w, out=_window_view(buffer, len(indexes), tile_height, w, src.interleaving))
-                invalid = _invalid_pixels(raw, src.nodata)
+                invalid = _invalid_pixels(raw, src.nodata)   # on the file's own values, where its nodata value is
+                if scale is not None: np.multiply(raw, np.float32(scale), out=raw); np.add(raw, np.float32(offset), out=raw)
                 return _normalise_inplace(raw, config), invalid
             blocks = _strip_blocks(predict, read, xs, tile_width, width, window, batch_size, strip_buffers)
             for x0, x1, sums, weights, invalid in blocks:
@@ -490,6 +539,24 @@ def _assemble(src: rasterio.DatasetReader, work: Path, dst_tif: Path, members: S
             _write_parts(out, [work/f"confidence_{i:05d}.npy" for i in range(strips)])
 
 # %% ../nbs/07_infer.ipynb #2509e264
+def _predict_into(src, indexes, src_tif, dst_tif, members, predict, outputs, decision, tile, overlap, batch_size, tta, probabilities,
+                  bands, precision, run_device, resume, overwrite, progress, scale, offset, by_name):
+    "predict_scene's work once everything is checked and the output is locked: strips, the decision, the files, then the work folder goes."
+    config, spatial = members[0][1], decision is not None and decision.spatial
+    key = _resume_key(src_tif, members, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta, probabilities=probabilities,
+                      precision=precision, device=run_device.type, confidence=bands, decision=None if decision is None else decision_dict(decision),
+                      scale=scale, offset=offset, bands_by_name=by_name)
+    work = partial_path(dst_tif)
+    first = _start_partial(work, key, resume, overwrite)
+    if resume or overwrite:
+        for out in outputs: remove_interrupted_writes(dst_tif.parent, out.name)
+    strips = len(tile_origins(src.height, tile, overlap))
+    _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, first, progress, probabilities or spatial, bands, decision, scale, offset)
+    if spatial: _decide_scene(work, strips, decision)
+    _assemble(src, work, dst_tif, members, strips, probabilities, bands, decision, tta)
+    (work/"key.json").unlink()      # first: a removal cut short leaves a keyless folder, which is started afresh
+    shutil.rmtree(work)
+
 def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run folder, (model, config) pair, repeated_runs folder, or a list of these (an ensemble)
                   src_tif: str|os.PathLike,                # scene GeoTIFF: float reflectance, 11 MARIDA bands or the model's bands
                   dst_tif: str|os.PathLike,                # class-map GeoTIFF to write
@@ -505,10 +572,14 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
                   progress: bool=True,                     # show a tqdm progress bar
                   decision: Decision|str|os.PathLike|None=None,  # how probabilities become classes: a Decision or a decision.json (06_evaluate); None = arg-max
                   confidence: bool=False,                  # also write <dst stem>_confidence.tif (uint8 bands CONFIDENCE_BANDS; disagreement for ensembles)
+                  scale: float|None=None,                  # reflectance = value · scale + offset; Sentinel-2 digital numbers: 0.0001 (None: the values are reflectance)
+                  offset: float=0.0,                       # added after scale; L2A of processing baseline 04.00 and later: -0.1
+                  bands_by_name: bool=False,               # pick the model's bands by the file's band descriptions (B2, B8A, ...), in any order
                  ) -> Path:
     "Classify a whole georeferenced scene tile by tile, blending overlaps, into a class-map GeoTIFF."
     if isinstance(model_or_folder, nn.Module): raise InputError("model_or_folder: a bare module has no bands, mean and std; pass a model folder or a (model, config) pair")
     tile, overlap, batch_size = _check_tiling(tile, overlap, batch_size)
+    scale, offset = _check_scaling(scale, offset)
     members = model_members(model_or_folder, device)
     config = members[0][1]
     decision = as_decision(decision, config["class_names"])
@@ -517,26 +588,18 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
     src_tif, dst_tif = Path(src_tif), Path(dst_tif)
     if len(config["class_names"]) >= NODATA_CLASS: raise InputError(f"model: {len(config['class_names'])} classes do not fit a uint8 map with nodata {NODATA_CLASS}")
     outputs = scene_outputs(dst_tif, probabilities, confidence)
-    _check_destination(src_tif, outputs, overwrite)
+    _check_destination(src_tif, outputs, overwrite, resume)
     bands = (3 if len(members) > 1 else 2) if confidence else 0
-    spatial = decision is not None and decision.spatial
     predict = lambda x: members_probabilities(members, x, batch_size, bool(tta), autocast, member_entropy=bands == 3)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True,    # GDAL reads these when the file opens
                       GDAL_NUM_THREADS=torch.get_num_threads()):
-        src, indexes = _open_scene(src_tif, config["bands"])
+        src, indexes = _open_scene(src_tif, config["bands"], scale, bool(bands_by_name))
         with src:
             _check_writable(dst_tif)
-            key = _resume_key(src_tif, members, tile=tile, overlap=overlap, batch_size=batch_size, tta=bool(tta), probabilities=bool(probabilities),
-                              precision=precision, device=run_device.type, confidence=bands, decision=None if decision is None else decision_dict(decision))
-            work = partial_path(dst_tif)
-            first = _start_partial(work, key, bool(resume), bool(overwrite))
-            if resume or overwrite:
-                for out in outputs: remove_interrupted_writes(dst_tif.parent, out.name)
-            strips = len(tile_origins(src.height, tile, overlap))
-            _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, first, progress, bool(probabilities) or spatial, bands, decision)
-            if spatial: _decide_scene(work, strips, decision)
-            _assemble(src, work, dst_tif, members, strips, bool(probabilities), bands, decision, bool(tta))
-    shutil.rmtree(work)
+            with folder_lock(lock_path(dst_tif), f"output {dst_tif}"):
+                _predict_into(src, indexes, src_tif, dst_tif, members, predict, outputs, decision, tile, overlap, batch_size,
+                              bool(tta), bool(probabilities), bands, precision, run_device, bool(resume), bool(overwrite), progress,
+                              scale, offset, bool(bands_by_name))
     return dst_tif
 
 # %% ../nbs/07_infer.ipynb #6e947f4d

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib, hashlib, io, json, os, random, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from .core import InputError, interrupted_writes
+from .core import InputError, interrupted_writes, commit_hook
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'test_eq_bytes', 'child_env', 'cli_command', 'run_killed', 'kill_point', 'checkpointed_epochs',
            'tree_digest', 'compare_runs', 'leftovers', 'snapshot', 'refuses', 'cli_refuses', 'train_args',
-           'kill_and_resume']
+           'kill_and_resume', 'Crash', 'fail_at_commit', 'commits_of', 'crash_drill']
 
 # %% ../nbs/09_reliability.ipynb #e1f7df11
 def test_eq_bytes(a: bytes,  # what was made
@@ -191,3 +191,47 @@ def kill_and_resume(data_dir: str|Path,   # MARIDA root
     if resumed.returncode: raise RuntimeError(f"resume of {out_dir} failed: {resumed.stderr[-2000:]}")
     return {"kill_seed": kill_seed, "after_epoch": epoch, "delay": delay, "killed": killed["killed"], "checkpoint_at_kill": at,
             "left_by_kill": left, "differences": compare_runs(reference, out_dir), "leftovers": leftovers(out_dir)}
+
+# %% ../nbs/09_reliability.ipynb #1f920ffd
+class Crash(Exception):
+    "The failure a crash drill injects at a commit."
+
+def fail_at_commit(n: int,                         # which commit to fail (1-based, in the order they happen)
+                   before: bool=False,             # fail just before it (written, not renamed) instead of just after
+                   error: BaseException|None=None, # what to raise (default: Crash naming the file)
+                   kill: bool=False,               # SIGKILL this process instead of raising
+                  ) -> Callable[[Path, bool], None]:
+    "A hook for core's commit_hook that fails the n-th commit."
+    seen = [0]
+    def hook(path: Path, committed: bool):
+        if committed == before: return
+        seen[0] += 1
+        if seen[0] != n: return
+        if kill: os.kill(os.getpid(), signal.SIGKILL)
+        raise error if error is not None else Crash(f"crash drill: {'before' if before else 'after'} commit {n}, {path}")
+    return hook
+
+def commits_of(action: Callable[[], Any],  # what to run
+               root: str|Path,             # paths are given relative to this folder
+              ) -> list[str]:
+    "The files and folders `action` commits, in order, relative to `root`."
+    seen = []
+    with commit_hook(lambda p, done: done and seen.append(os.path.relpath(p, root))): action()
+    return seen
+
+def crash_drill(run: Callable[[Path], Any],             # the action, writing into the folder it is given
+                resume: Callable[[Path], Any],          # continues it in that folder after a failure
+                differences: Callable[[Path], list[str]], # what differs from the uninterrupted result ([] when equal)
+                folder: Callable[[int], Path],          # a fresh folder for commit n
+                points: Sequence[int],                  # the commits to fail
+                **failure,                              # fail_at_commit's before / error
+               ) -> list[dict[str, Any]]:
+    "For each commit n in `points`: run with a failure at it, resume, and report what the failure said and what differs."
+    rows = []
+    for n in points:
+        with commit_hook(fail_at_commit(n, **failure)):
+            try: run(folder(n)); said = None
+            except (Crash, InputError, OSError) as e: said = f"{type(e).__name__}: {e}"
+        resume(folder(n))
+        rows.append({"commit": n, "failure": said, "differences": differences(folder(n)), "leftovers": leftovers(folder(n))})
+    return rows

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #2d473a7f
 from __future__ import annotations
-import dataclasses, math, os, random, time
+import contextlib, dataclasses, json, math, os, random, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -402,7 +402,8 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
 def _compatible(saved: dict, cfg: TrainConfig):
     "Refuse to resume a run with different settings (epochs, progress and workers may change)."
     free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after"}
-    diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and saved.get(k) != v]
+    plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
+    diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
 
 # %% ../nbs/05_train.ipynb #1a2f74ba
@@ -445,13 +446,19 @@ def _join_processes(cfg: TrainConfig) -> tuple[int, int, torch.device, torch.dty
     device = get_device(f"cuda:{local_rank}" if world > 1 and torch.cuda.is_available() and cfg.device != "cpu" else cfg.device)
     return rank, world, device, autocast_dtype(cfg.precision, device)
 
-def _run_folder(cfg: TrainConfig) -> Path:
-    "The run folder, refused when it holds a run and `resume` is off, or `resume` is on and it holds none."
+def _run_folder(cfg: TrainConfig) -> tuple[Path, bool]:
+    "The run folder and whether it holds a committed epoch to continue; a started run is refused unless `resume` is on."
     run_dir = Path(cfg.out_dir)
-    if (run_dir/"training_state.pt").exists() and not cfg.resume:
-        raise InputError(f"out_dir {run_dir}: already holds a run; pass resume=True (marine-unet train --resume, papermill -p resume True) to continue it or choose another out_dir")
-    if cfg.resume and not (run_dir/"training_state.pt").exists(): raise InputError(f"resume: no training_state.pt in out_dir {run_dir}")
-    return run_dir
+    committed, started = (run_dir/"training_state.pt").exists(), (run_dir/"params.json").exists()
+    if (committed or started) and not cfg.resume:
+        raise InputError(f"out_dir {run_dir}: already holds a run" + ("" if committed else " (stopped before its first epoch was saved)") +
+                         "; pass resume=True (marine-unet train --resume, papermill -p resume True) to continue it or choose another out_dir")
+    if cfg.resume and started and not committed:   # nothing to continue: start again in place, with the same settings
+        try: _compatible(json.loads((run_dir/"params.json").read_text()), cfg)
+        except ValueError as e:
+            if isinstance(e, InputError): raise
+            raise InputError(f"resume: out_dir {run_dir}: params.json is unreadable ({e}); choose another out_dir") from None
+    return run_dir, committed
 
 def _build_data_and_model(run: _Run, split: tuple|None):
     "Seed the run, then build its datasets, model and loss (in this order: the seed fixes the model's initial weights)."
@@ -503,9 +510,10 @@ def _training_state(run: _Run, epoch: int) -> dict:
 def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
     "Everything before the first epoch; the run folder is written only once all of it is built and checked."
     rank, world, device, amp_dtype = _join_processes(cfg)
-    run = _Run(cfg, rank, world, device, amp_dtype, _run_folder(cfg), resolve_data_dir(cfg.data_dir))
+    run_dir, committed = _run_folder(cfg)
+    run = _Run(cfg, rank, world, device, amp_dtype, run_dir, resolve_data_dir(cfg.data_dir))
     _build_data_and_model(run, split); _build_optimisation(run)
-    if cfg.resume: _restore(run)
+    if committed: _restore(run)
     if rank == 0:
         make_run_dir(run.run_dir)
         if cfg.resume: remove_interrupted_writes(run.run_dir)
@@ -584,12 +592,14 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
     "Train a model as `cfg` says; return the run folder, best epoch and final validation scores."
     cfg = check_config(dataclasses.replace(cfg or TrainConfig(), **overrides))
     if not cfg.out_dir: cfg.out_dir = time.strftime("runs/train-%Y%m%d-%H%M%S")   # check_config's copy: the caller's cfg is unchanged
-    run = _start_run(cfg, split)
-    last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
-    for epoch in range(run.start, last_epoch + 1):
-        if run.bad_epochs >= cfg.patience > 0: break
-        _end_epoch(run, _run_epoch(run, epoch))
-    return _finish(run, last_epoch)
+    writer = os.environ.get("RANK", "0") == "0"        # under torchrun, rank 0 writes the folder
+    with folder_lock(Path(cfg.out_dir)/LOCK_FILE, f"out_dir {cfg.out_dir}") if writer else contextlib.nullcontext():
+        run = _start_run(cfg, split)
+        last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
+        for epoch in range(run.start, last_epoch + 1):
+            if run.bad_epochs >= cfg.patience > 0: break
+            _end_epoch(run, _run_epoch(run, epoch))
+        return _finish(run, last_epoch)
 
 # %% ../nbs/05_train.ipynb #dcec6d1f
 @torch.no_grad()
