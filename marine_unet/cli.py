@@ -9,6 +9,8 @@ from .synthetic import make_synthetic_marida
 from .model import load_model
 from .train import TrainConfig, train
 from .evaluate import run_evaluation
+from .experiments import sweep, compare, parse_grid, parse_seeds
+from .train import repeated_runs
 from .forward import PRECISIONS
 from .infer import predict_scene, partial_path, scene_outputs, export_onnx, quantize_onnx, onnx_parity
 import argparse, ast, dataclasses, importlib.util, inspect, math, os, re, sys
@@ -69,7 +71,7 @@ def _add_model_options(p: argparse.ArgumentParser):
                    help="fp32, autocast in bf16 (CPU or GPU) or fp16 (GPU), or auto (fp16 on CUDA, else fp32)")
 
 def build_parser() -> argparse.ArgumentParser:
-    "The `marine-unet` argument parser with its six subcommands."
+    "The `marine-unet` argument parser with its subcommands."
     parser = argparse.ArgumentParser(prog="marine-unet", description="Marine debris segmentation of Sentinel-2 MARIDA imagery.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,7 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", default="default", help="default, or archive: per-scene band gains and offsets, few train scenes, 256 px, sub-pixel debris")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace an existing folder")
-    add_dataclass_options(_subparser(commands, "train", "train a model (options: the fields of TrainConfig)"), TrainConfig, _TRAIN_RENAMES)
+    p = add_dataclass_options(_subparser(commands, "train", "train a model (options: the fields of TrainConfig)"), TrainConfig, _TRAIN_RENAMES)
+    p.add_argument("--seeds", default="", help='repeat over these seeds, e.g. 0,1,2: one run a seed under --out, then summary.json / summary.md')
+    p.add_argument("--folds", type=int, default=0, help="repeat over K scene-grouped folds of train + val (K >= 2) instead")
+    p = add_dataclass_options(_subparser(commands, "sweep", "train a grid of conditions over seeds, resumable, and write a leaderboard"), TrainConfig, _TRAIN_RENAMES)
+    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2", help="a training option and its values; repeat for more (the grid is their product)")
+    p.add_argument("--seeds", default="0", help="seeds of each condition, e.g. 0,1,2")
+    p = _subparser(commands, "compare", "compare run folders: differing parameters, scores (mean ± std), per-class F1, curves")
+    p.add_argument("runs", nargs="+", help="run folders, repeated-run folders or sweep conditions")
+    p.add_argument("--out", default=None, help="also write comparison.md/.csv/.json, parameters.md/.csv/.json and curves.png here")
     p = _subparser(commands, "evaluate", "evaluate a model on a split, writing metrics, figures and a report")
     _add_model_options(p)
     p.add_argument("--data", default="", help='MARIDA root; "" = the synthetic default dataset')
@@ -138,8 +148,15 @@ def _run_synth(args) -> str:
                                  seed=args.seed, overwrite=args.overwrite, family=args.family)
     return f"synthetic MARIDA dataset: {root}"
 
+def _train_config(args) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
 def _run_train(args) -> str:
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    cfg = _train_config(args)
+    if args.seeds or args.folds:
+        result = repeated_runs(cfg, seeds=parse_seeds(args.seeds), folds=args.folds)
+        return f"runs in {cfg.out_dir}: " + ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in result["summary"].items()
+                                                     if k in ("macro_f1", "miou") and v["mean"] is not None)
     result = train(cfg)
     if "metrics" not in result: return f"run {result['run_dir']}: stopped after {result['epochs_run']} epochs (resume to continue)"
     return f"run {result['run_dir']}: best epoch {result['best_epoch']}; " + _summary(result["metrics"])
@@ -148,6 +165,15 @@ def _models(args) -> Path|list[Path]:
     "The --model folders, each checked to exist: one path, or a list for an ensemble."
     models = [_existing(m, "model") for m in args.model]
     return models[0] if len(models) == 1 else models
+
+def _run_sweep(args) -> str:
+    if not args.grid: raise InputError("sweep: give at least one --grid FIELD=V1,V2")
+    rows = sweep(_train_config(args), parse_grid(args.grid), parse_seeds(args.seeds), args.out_dir or "runs/sweep")
+    return (Path(args.out_dir or "runs/sweep")/"leaderboard.md").read_text()
+
+def _run_compare(args) -> str:
+    result = compare([_existing(r, "run") for r in args.runs], args.out)
+    return "\n".join(([markdown_table(result["parameters"])] if result["parameters"] else []) + [markdown_table(result["scores"])])
 
 def _run_evaluate(args) -> str:
     decision = _existing(args.decision, "decision file") if args.decision else None
@@ -300,7 +326,7 @@ def _run_pipeline(args) -> str:
 
 # %% ../nbs/08_cli.ipynb #4b822c72
 _COMMANDS = {"synth": _run_synth, "train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict,
-             "export": _run_export, "pipeline": _run_pipeline}
+             "export": _run_export, "pipeline": _run_pipeline, "sweep": _run_sweep, "compare": _run_compare}
 
 def main(argv: Sequence[str]|None=None  # the arguments (default: sys.argv[1:])
         ) -> int:

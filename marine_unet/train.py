@@ -28,10 +28,11 @@ from .loss import *
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'STEP_SCHEDULES', 'HISTORY_KEYS',
-           'SUMMARY_KEYS', 'TrainConfig', 'check_config', 'build_optimizer', 'build_scheduler', 'train_one_epoch',
-           'validate', 'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history',
-           'plot_history', 'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
-           'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'repeated_runs']
+           'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS', 'TrainConfig', 'check_config', 'build_optimizer',
+           'build_scheduler', 'train_one_epoch', 'validate', 'rng_state', 'set_rng_state', 'save_training_state',
+           'load_training_state', 'write_history', 'plot_history', 'open_events', 'read_events', 'epoch_scalars',
+           'prediction_figure', 'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
+           'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'write_summary', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -85,6 +86,8 @@ class TrainConfig:
     freeze_batchnorm: bool = False  # keep BatchNorm in eval mode while training (small batches; exact multi-process equivalence)
     max_batches: int = 0            # stop each epoch after N batches (quick checks); 0: all
     progress: bool = True           # show progress bars
+    tensorboard: bool = True        # TensorBoard event files in <out_dir>/tensorboard, one step an epoch: losses, lr, validation scores, per-class F1 (tensorboard --logdir runs)
+    tensorboard_figures: int = 5    # every N epochs also an image of the first validation patches (RGB, truth, prediction) in the events; 0: none
 
 # %% ../nbs/05_train.ipynb #ff889033
 def check_config(cfg: TrainConfig  # the configuration to check
@@ -92,7 +95,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     "Validate every field of `cfg` (clear InputError naming the field) and return a normalised copy; changes nothing else."
     cfg = dataclasses.replace(cfg)
     for name in ("epochs", "batch_size", "accumulate"): check_integer(name, getattr(cfg, name), 1)
-    for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after"): check_integer(name, getattr(cfg, name), 0)
+    for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after", "tensorboard_figures"): check_integer(name, getattr(cfg, name), 0)
     for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"): check_number(name, getattr(cfg, name), 0)
     check_number("debris_oversampling", cfg.debris_oversampling, 1)
     if cfg.lr == 0: raise InputError("lr=0: the learning rate must be > 0")
@@ -321,6 +324,74 @@ def plot_history(history: list[dict],     # one dict per epoch
         with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=110)
     return fig
 
+# %% ../nbs/05_train.ipynb #863ea3ef
+TENSORBOARD_DIR = "tensorboard"  # a run folder's sub-folder of TensorBoard event files
+FIGURE_PATCHES = 4               # validation patches in the TensorBoard image (the first ones)
+
+def _event_second(path: Path) -> int:
+    "The whole second in an event file's name (events.out.tfevents.<second>.<host>.<pid>.<n>), 0 if none."
+    part = path.name.split(".")[3:4]
+    return int(part[0]) if part and part[0].isdigit() else 0
+
+def open_events(run_dir: str|Path,  # the run folder; events go into its tensorboard/ sub-folder
+                start: int=1,       # the first epoch this writer logs: events of earlier runs from this step on are dropped
+               ) -> "SummaryWriter":
+    "A TensorBoard SummaryWriter for a run starting (or resuming) at epoch `start`, its file named after the folder's newest."
+    from torch.utils.tensorboard import SummaryWriter   # imported when used: it loads tensorboard and protobuf
+    check_integer("start", start, 1)
+    folder = Path(run_dir)/TENSORBOARD_DIR
+    newest = max((_event_second(p) for p in folder.glob("events.out.tfevents.*")), default=0)
+    deadline = time.time() + 2                             # a clock set back holds the run for 2 s at most
+    while time.time() < newest + 1 and time.time() < deadline: time.sleep(0.05)
+    return SummaryWriter(str(folder), purge_step=start)
+
+def read_events(folder: str|Path  # a folder of event files, e.g. <run>/tensorboard
+               ) -> "EventAccumulator":
+    "TensorBoard's own reader (EventAccumulator) of the event files in `folder`, loaded with every scalar and image kept."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    folder = Path(folder)
+    if not folder.is_dir(): raise InputError(f"folder {folder}: no such folder of event files")
+    return EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0}).Reload()
+
+# %% ../nbs/05_train.ipynb #627363fc
+def epoch_scalars(row: dict[str, Any],     # the epoch's history row
+                  scores: dict[str, Any],  # the epoch's validation scores (`validate`), with per_class
+                 ) -> dict[str, float]:
+    "TensorBoard tag -> value of one epoch: every number of the history row but the epoch, and val_f1/<class> of each class present."
+    numbers = {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return numbers | {f"val_f1/{name}": float(c["f1"]) for name, c in scores.get("per_class", {}).items() if c["f1"] is not None}
+
+# %% ../nbs/05_train.ipynb #22480613
+def _picture(image: np.ndarray,     # (H, W, C) image, any scaling
+             bands: Sequence[str],  # its band names
+            ) -> np.ndarray:
+    "(H, W, 3) in [0, 1]: the RGB composite (B4, B3, B2), or the first band in grey when one of them is missing."
+    if all(b in bands for b in RGB_BANDS): return rgb_composite(image, list(bands))
+    low, high = np.percentile(image[..., 0], (2, 98))
+    return np.repeat(np.clip((image[..., :1] - low) / max(high - low, 1e-12), 0, 1), 3, axis=-1)
+
+@torch.no_grad()
+def prediction_figure(model: nn.Module,                 # the model to show (set to eval mode)
+                      dataset: MaridaDataset,           # validation patches (normalised, not augmented), all of one size
+                      indices: Sequence[int],           # which patches, a row each
+                      device: torch.device|str="cpu",   # where the model is
+                      amp_dtype: torch.dtype|None=None, # autocast dtype, None: float32
+                      channels_last: bool=False,        # images in channels_last, as the model trains
+                     ) -> np.ndarray:
+    "A (H, W, 3) picture in [0, 1]: a row per patch of RGB, truth and prediction in the class colours, 2-px white gaps."
+    if not len(indices): raise InputError("indices: give at least one patch")
+    items = [dataset[i] for i in indices]
+    model.eval()
+    x = _to_device({"image": torch.stack([item["image"] for item in items])}, torch.device(device), channels_last)["image"]
+    predicted = forward_logits(model, x, amp_dtype).argmax(1).cpu().numpy()
+    rows = []
+    for item, pred in zip(items, predicted):
+        gap = np.ones((pred.shape[0], 2, 3))
+        rows.append(np.concatenate([_picture(item["image"].numpy().transpose(1, 2, 0), dataset.bands), gap,
+                                    mask_to_rgb(item["mask"].numpy(), dataset.protocol), gap, mask_to_rgb(pred, dataset.protocol)], axis=1))
+    gap = np.ones((2, rows[0].shape[1], 3))
+    return np.concatenate([part for row in rows for part in (gap, row)][1:], axis=0)
+
 # %% ../nbs/05_train.ipynb #b5fd5455
 def distributed_context(cpu: bool=False  # use Gloo even where CUDA is available
                        ) -> tuple[int, int, int]:
@@ -400,8 +471,8 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
     return [float(w) for w in class_weights(share)]
 
 def _compatible(saved: dict, cfg: TrainConfig):
-    "Refuse to resume a run with different settings (epochs, progress and workers may change)."
-    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after"}
+    "Refuse to resume a run with different settings (epochs, progress, workers and TensorBoard events may change)."
+    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures"}
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
@@ -422,6 +493,8 @@ class _Run:
     optimizer: Any = None; scheduler: Any = None; scaler: Any = None; ema: Any = None; swa: Any = None
     history: list = dataclasses.field(default_factory=list)
     best: float = -math.inf; best_epoch: int = 0; bad_epochs: int = 0; start: int = 1
+    scores: dict|None = None          # the last validation's scores (per class too)
+    events: Any = None                # the TensorBoard writer (rank 0, tensorboard on), None: no events
 
     @property
     def state_path(self) -> Path: return self.run_dir/"training_state.pt"
@@ -508,7 +581,7 @@ def _training_state(run: _Run, epoch: int) -> dict:
             "precision_resolved": precision_name(run.amp_dtype)}
 
 def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
-    "Everything before the first epoch; the run folder is written only once all of it is built and checked."
+    "Everything before the first epoch; the run folder (and its TensorBoard writer) only once all of it is built and checked."
     rank, world, device, amp_dtype = _join_processes(cfg)
     run_dir, committed = _run_folder(cfg)
     run = _Run(cfg, rank, world, device, amp_dtype, run_dir, resolve_data_dir(cfg.data_dir))
@@ -520,11 +593,12 @@ def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
         record_run(run.run_dir, dataclasses.asdict(cfg) | {"data_dir_resolved": str(run.data_dir), "bands_resolved": list(cfg.bands),
                                                       "precision_resolved": precision_name(run.amp_dtype)},
                    run.data_dir, device)
+        if cfg.tensorboard: run.events = open_events(run.run_dir, run.start)   # last: nothing after it can refuse the run
     return run
 
 # %% ../nbs/05_train.ipynb #a7e42809
 def _run_epoch(run: _Run, epoch: int) -> dict:
-    "Train and validate one epoch from its own seed; its history row."
+    "Train and validate one epoch from its own seed; its history row (the full scores stay in run.scores)."
     cfg, t0 = run.cfg, time.perf_counter()
     set_seed(_epoch_seed(cfg.seed, epoch), cfg.deterministic)
     loader = run.loader(run.train_ds, epoch)
@@ -535,10 +609,21 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
     if run.swa is not None and epoch > cfg.epochs - cfg.swa_epochs: run.swa.update_parameters(run.model)
     scores = validate(run.scored, run.loader(run.val_ds, shuffle=False), cfg.protocol, run.device, run.loss_fn,
                       run.amp_dtype, run.names, cfg.max_batches, cfg.channels_last)
+    run.scores = scores
     if cfg.schedule == "multistep": run.scheduler.step()
     if cfg.schedule == "plateau": run.scheduler.step(scores[cfg.monitor])
     return {"epoch": epoch, **row, **{key: scores[key] for key in HISTORY_KEYS if key in scores},
             "seconds": round(time.perf_counter() - t0, 3)}
+
+def _log_epoch(run: _Run, row: dict):
+    "The epoch's scalars and, every tensorboard_figures epochs, the validation image, as TensorBoard events, flushed."
+    epoch, every = row["epoch"], run.cfg.tensorboard_figures
+    for tag, value in epoch_scalars(row, run.scores or {}).items(): run.events.add_scalar(tag, value, epoch)
+    if every and epoch % every == 0:
+        picture = prediction_figure(run.scored, run.val_ds, range(min(FIGURE_PATCHES, len(run.val_ds))), run.device,
+                                    run.amp_dtype, run.cfg.channels_last)
+        run.events.add_image("val_predictions", picture, epoch, dataformats="HWC")
+    run.events.flush()
 
 def _end_epoch(run: _Run, row: dict):
     "Book the epoch (history, best score, early-stopping count); rank 0 writes its files, training_state.pt last."
@@ -548,6 +633,7 @@ def _end_epoch(run: _Run, row: dict):
     if improved: run.best, run.best_epoch, run.bad_epochs = sign * row[cfg.monitor], epoch, 0
     else: run.bad_epochs += 1
     if run.rank != 0: return
+    if run.events is not None: _log_epoch(run, row)   # before the commits: a resume purges what follows the last one
     write_history(run.run_dir, run.history); plt.close(plot_history(run.history, run.run_dir/"curves.png"))
     save_model(run.scored, run.run_dir/"last_model", overwrite=True, **run.model_info)
     if improved: save_model(run.scored, run.run_dir/"best_model", overwrite=True, **run.model_info)
@@ -595,11 +681,14 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
     writer = os.environ.get("RANK", "0") == "0"        # under torchrun, rank 0 writes the folder
     with folder_lock(Path(cfg.out_dir)/LOCK_FILE, f"out_dir {cfg.out_dir}") if writer else contextlib.nullcontext():
         run = _start_run(cfg, split)
-        last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
-        for epoch in range(run.start, last_epoch + 1):
-            if run.bad_epochs >= cfg.patience > 0: break
-            _end_epoch(run, _run_epoch(run, epoch))
-        return _finish(run, last_epoch)
+        try:
+            last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
+            for epoch in range(run.start, last_epoch + 1):
+                if run.bad_epochs >= cfg.patience > 0: break
+                _end_epoch(run, _run_epoch(run, epoch))
+            return _finish(run, last_epoch)
+        finally:
+            if run.events is not None: run.events.close()
 
 # %% ../nbs/05_train.ipynb #dcec6d1f
 @torch.no_grad()
@@ -619,36 +708,53 @@ def refresh_batchnorm(model: nn.Module, loader: Iterable[dict], device: torch.de
 # %% ../nbs/05_train.ipynb #000b7bf5
 SUMMARY_KEYS = ("macro_f1", "miou", "accuracy", "weighted_f1")
 
+def _mean_std(values: list[float]) -> dict[str, Any]:
+    return {"mean": float(np.mean(values)) if values else None, "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "values": values}
+
 def summarize_runs(metrics: dict[str, dict]  # run name -> metrics (as in metrics.json)
                   ) -> dict[str, dict]:
-    "Mean, standard deviation (n-1) and values of each score over runs, plus Marine Debris IoU."
-    rows = {name: {k: m[k] for k in SUMMARY_KEYS} | {"debris_iou": (m["per_class"].get("Marine Debris") or {}).get("iou")}
-            for name, m in metrics.items()}
-    out = {}
-    for key in (*SUMMARY_KEYS, "debris_iou"):
-        values = [r[key] for r in rows.values() if r[key] is not None]
-        out[key] = {"mean": float(np.mean(values)) if values else None,
-                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "values": values}
-    return out
+    "Mean, standard deviation (n-1) and values over runs of each score, of Marine Debris IoU and of each class's F1 (`f1/<class>`)."
+    rows = {name: {k: m[k] for k in SUMMARY_KEYS} | {"debris_iou": (m["per_class"].get("Marine Debris") or {}).get("iou")} |
+                  {f"f1/{c}": s["f1"] for c, s in m["per_class"].items()} for name, m in metrics.items()}
+    keys = [*SUMMARY_KEYS, "debris_iou"] + [k for k in dict.fromkeys(k for r in rows.values() for k in r) if k.startswith("f1/")]
+    return {key: _mean_std([r[key] for r in rows.values() if r.get(key) is not None]) for key in keys}
+
+def write_summary(out_dir: str|Path,          # the folder holding the runs
+                  metrics: dict[str, dict],   # run name -> metrics (as in metrics.json)
+                 ) -> dict[str, dict]:
+    "Write summary.json and summary.md (mean ± std of each score and each class's F1) into `out_dir`; the summary."
+    out, summary = Path(out_dir), summarize_runs(metrics)
+    write_json(out/"summary.json", {"runs": {n: {k: m[k] for k in SUMMARY_KEYS} for n, m in metrics.items()}, "summary": summary})
+    rows = [{"score": k, "mean ± std": f"{v['mean']:.4f} ± {v['std']:.4f}", "runs": len(v["values"])} for k, v in summary.items() if v["mean"] is not None]
+    with atomic_path(out/"summary.md") as tmp: tmp.write_text(markdown_table(rows))
+    return summary
+
+def _finished_or_train(cfg: TrainConfig, out_dir: Path, **overrides) -> dict[str, Any]:
+    "The metrics of the run in `out_dir`: read when it finished with these settings, else trained (resuming what is there)."
+    run = dataclasses.replace(cfg, out_dir=str(out_dir), **overrides)
+    if (out_dir/"metrics.json").is_file() and (out_dir/"params.json").is_file():
+        saved = json.loads((out_dir/"params.json").read_text())
+        _compatible(saved, check_config(run))
+        if saved.get("epochs") == run.epochs: return json.loads((out_dir/"metrics.json").read_text())
+    return train(run, resume=True)["metrics"]    # more epochs than it had: it goes on
 
 def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; out_dir holds the runs
                   seeds: Sequence[int]=(),     # train once per seed ...
                   folds: int=0,                # ... or once per group k-fold of train + val scenes
                   fold_seed: int=0,            # seed of the fold assignment
                  ) -> dict[str, Any]:
-    "Train over seeds or scene-grouped folds and write summary.json / summary.md of mean ± std."
+    "Train over seeds or scene-grouped folds (finished runs are read, not trained again) and write summary.json / summary.md into out_dir."
     if bool(seeds) == bool(folds): raise InputError("repeated_runs: give either seeds or folds (k >= 2), not both")
+    if not cfg.out_dir: cfg = dataclasses.replace(cfg, out_dir=time.strftime("runs/repeated-%Y%m%d-%H%M%S"))
     out, metrics = Path(cfg.out_dir), {}
     if seeds:
-        for s in seeds: metrics[f"seed-{s}"] = train(cfg, out_dir=str(out/f"seed-{s}"), seed=int(s))["metrics"]
+        for s in seeds: metrics[f"seed-{s}"] = _finished_or_train(cfg, out/f"seed-{s}", seed=int(s))
     else:
         data_dir = resolve_data_dir(cfg.data_dir)
         ids = read_split_ids(data_dir, "train") + read_split_ids(data_dir, "val")
         counts = patch_class_counts(data_dir, ids, cfg.protocol, cache=cfg.cache)
         for f, split in enumerate(group_kfold_splits(ids, folds, fold_seed, class_counts=counts)):
-            metrics[f"fold-{f}"] = train(cfg, split=split, out_dir=str(out/f"fold-{f}"), data_dir=str(data_dir))["metrics"]
-    summary = summarize_runs(metrics)
-    write_json(out/"summary.json", {"runs": {n: {k: m[k] for k in SUMMARY_KEYS} for n, m in metrics.items()}, "summary": summary})
-    rows = [{"score": k, "mean ± std": f"{v['mean']:.4f} ± {v['std']:.4f}", "runs": len(v["values"])} for k, v in summary.items() if v["mean"] is not None]
-    with atomic_path(out/"summary.md") as tmp: tmp.write_text(markdown_table(rows))
-    return {"runs": metrics, "summary": summary}
+            run = dataclasses.replace(cfg, out_dir=str(out/f"fold-{f}"), data_dir=str(data_dir))
+            done = out/f"fold-{f}"/"metrics.json"
+            metrics[f"fold-{f}"] = json.loads(done.read_text()) if done.is_file() else train(run, split=split, resume=True)["metrics"]
+    return {"runs": metrics, "summary": write_summary(out, metrics), "out_dir": str(out)}
