@@ -298,7 +298,7 @@ def lock_path(dst_tif: str|Path  # the class-map file
     dst_tif = Path(dst_tif)
     return dst_tif.with_name(f".{dst_tif.name}.lock")
 
-_PARTIAL_FORMAT = 4  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
+_PARTIAL_FORMAT = 5  # layout of the files in <dst>.partial/; a partial run of another layout is not resumed
 
 def _tensor_digest(value: torch.Tensor) -> bytes:
     "SHA-256 of a tensor's axis order in memory and its values in that order (no copy for dense layouts such as channels-last)."
@@ -458,6 +458,7 @@ def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: lis
             def read(x: int, w: int) -> tuple[np.ndarray, np.ndarray]:
                 raw = _read(src, indexes, y, x, tile_height, w, out=_window_view(buffer, len(indexes), tile_height, w, src.interleaving))
                 invalid = _invalid_pixels(raw, src.nodata)   # on the file's own values, where its nodata value is
+                if src.nodata is not None and not np.isnan(src.nodata): np.putmask(raw, raw == np.float32(src.nodata), np.float32(np.nan))  # then as NaN: the band mean
                 if scale is not None: np.multiply(raw, np.float32(scale), out=raw); np.add(raw, np.float32(offset), out=raw)
                 return _normalise_inplace(raw, config), invalid
             blocks = _strip_blocks(predict, read, xs, tile_width, width, window, batch_size, strip_buffers)

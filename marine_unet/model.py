@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #acf9efe9
 from __future__ import annotations
-import inspect, json, os
+import hashlib, inspect, json, os
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
@@ -18,11 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as _load_safetensors, save_file as _save_safetensors
 
 # %% auto #0
-__all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SUFFIXES', 'MODEL_FORMAT_VERSION',
-           'from_pretrained', 'architecture_name', 'check_encoder', 'conv_block', 'AttentionGate', 'SelfAttention',
-           'AttentionUNet', 'MaridaUNet', 'build_model', 'input_multiple', 'read_state_dict', 'adapt_first_conv',
-           'load_encoder_weights', 'WithSpectralIndices', 'unwrap_model', 'freeze_encoder', 'unfreeze',
-           'count_parameters', 'save_model', 'load_model']
+__all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SUFFIXES', 'S2_L1C_BANDS', 'S2_L2A_BANDS',
+           'CHECKPOINT_BANDS', 'MODEL_FORMAT_VERSION', 'from_pretrained', 'architecture_name', 'check_encoder',
+           'conv_block', 'AttentionGate', 'SelfAttention', 'AttentionUNet', 'MaridaUNet', 'build_model',
+           'input_multiple', 'read_state_dict', 'adapt_first_conv', 'select_band_filters', 'load_encoder_weights',
+           'WithSpectralIndices', 'unwrap_model', 'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model',
+           'load_model']
 
 # %% ../nbs/03_model.ipynb #ebf037b8
 SMP_ARCHITECTURES = tuple(smp.MODEL_ARCHITECTURES_MAPPING)  # smp's architectures, by lower-case class name
@@ -207,7 +208,7 @@ def build_model(arch: str="unet",                            # architecture (see
                 encoder: str|None="resnet34",                # encoder of smp architectures (ignored by in-package ones)
                 in_channels: int=11,                         # input bands
                 classes: int=11,                             # output classes
-                encoder_weights: str|os.PathLike|None=None,  # None, or a local 3-band weights file for the encoder
+                encoder_weights: str|os.PathLike|None=None,  # None, or a local encoder weights file: 3-band (RGB) or Sentinel-2 (12/13 bands)
                 bands: Sequence[str]|None=None,              # band order of the input (places RGB filters); None = the 11 MARIDA bands
                 features: str|Sequence[str]=(),              # spectral indices computed from the bands as extra input channels (SPECTRAL_INDICES)
                 mean: Sequence[float]|None=None,             # the bands' normalisation mean (features undo it); None = official
@@ -234,9 +235,11 @@ def build_model(arch: str="unet",                            # architecture (see
         if isinstance(e, InputError): raise
         raise InputError(f"arch={arch!r}, encoder={encoder!r}, kwargs={kwargs}: cannot be built: {e}") from None
     if weights is not None: load_encoder_weights(model, weights, bands=bands)
+    source = getattr(model, "marine_unet_encoder_weights", None) or {}
     if features: model = WithSpectralIndices(model, bands, features, *_band_normalisation(bands, mean, std))
     model.marine_unet_config = {"arch": arch, "encoder": encoder, "in_channels": in_channels, "classes": classes, "kwargs": dict(kwargs),
-                                "encoder_weights_file": str(weights) if weights else None} | ({"features": list(features)} if features else {})
+                                "encoder_weights_file": str(weights) if weights else None} | ({"features": list(features)} if features else {}) | \
+                               ({"encoder_weights_sha256": source["sha256"], "encoder_weights_bands": source["bands"]} if source else {})
     return model
 
 def input_multiple(model: nn.Module  # a model from build_model
@@ -280,6 +283,22 @@ def adapt_first_conv(rgb_weight: torch.Tensor,           # first-conv weight (ou
     columns = [rgb_weight[:, rgb_bands.index(b)] if b in rgb_bands else mean for b in bands]
     return torch.stack(columns, 1) * (3 / len(bands))
 
+S2_L1C_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")  # Sentinel-2 L1C, SSL4EO-S12 order
+S2_L2A_BANDS = tuple(b for b in S2_L1C_BANDS if b != "B10")                                          # L2A: no B10
+CHECKPOINT_BANDS = {13: S2_L1C_BANDS, 12: S2_L2A_BANDS}   # a multispectral first conv's band order, told by its channel count
+
+def select_band_filters(weight: torch.Tensor,         # first-conv weight (out, C_source, kh, kw) of a multispectral encoder
+                        source_bands: Sequence[str],  # the checkpoint's bands, in its order (e.g. S2_L1C_BANDS)
+                        bands: Sequence[str],         # the model's bands, in its order
+                       ) -> torch.Tensor:
+    "The (out, len(bands), kh, kw) filters: each model band's column taken from the checkpoint's column of that band."
+    source = [str(b).upper() for b in source_bands]
+    if weight.ndim != 4 or weight.shape[1] != len(source):
+        raise InputError(f"first convolution weight of shape {tuple(weight.shape)}: expected (out, {len(source)}, kh, kw) for bands {source}")
+    missing = [b for b in bands if b not in source]
+    if missing: raise InputError(f"bands {missing}: not in the checkpoint's bands {source}")
+    return weight[:, [source.index(b) for b in bands]].clone()
+
 # %% ../nbs/03_model.ipynb #a9644997
 def _model_bands(bands: Sequence[str]|None, in_channels: int) -> list[str]:
     "The model's band names: `bands` checked against `in_channels`, or the 11 MARIDA bands."
@@ -310,27 +329,47 @@ def _first_conv(encoder: nn.Module) -> tuple[str, nn.Conv2d]:
     raise InputError(f"encoder {type(encoder).__name__}: has no Conv2d")
 
 # %% ../nbs/03_model.ipynb #877e7b16
+_HEADS = ("fc", "head", "classifier")   # classifier heads of timm / torchvision backbones: not part of an encoder
+
+def _encoder_state(state: dict[str, torch.Tensor], encoder_keys: set[str]) -> dict[str, torch.Tensor]:
+    "The encoder's part of a checkpoint: under an `encoder.`, `backbone.` or `model.` prefix if it has one, without a classifier head."
+    for prefix in ("encoder.", "backbone.", "model."):
+        if any(k.startswith(prefix) for k in state) and not any(k in encoder_keys for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            break
+    return {k: v for k, v in state.items() if k in encoder_keys or k.split(".")[0] not in _HEADS}
+
 def load_encoder_weights(model: nn.Module,                    # an smp model (from build_model)
-                         path: str|os.PathLike,               # local 3-band encoder weights (.safetensors, .pth, .pt)
+                         path: str|os.PathLike,               # local encoder weights: 3-band (RGB) or multispectral (.safetensors, .pth, .pt)
                          bands: Sequence[str]|None=None,      # the model's band order; None = the 11 MARIDA bands
-                         rgb_bands: Sequence[str]=RGB_BANDS,  # the bands that play red, green, blue
+                         rgb_bands: Sequence[str]=RGB_BANDS,  # the bands that play red, green, blue (3-band weights)
+                         source_bands: Sequence[str]|None=None, # the checkpoint's band order; None: told by its channel count (3, 12, 13)
                         ) -> nn.Module:
-    "Load a 3-band encoder checkpoint into `model`'s encoder, spreading the first conv over its bands."
+    "Load an encoder checkpoint into `model`'s encoder, mapping its first conv to the model's bands; record the file, its SHA-256 and the mapping."
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, nn.Module):
         raise InputError(f"model {type(model).__name__}: has no pretrained-encoder support (use an smp architecture)")
     first_name, first = _first_conv(encoder)
     bands = _model_bands(bands, first.in_channels)
-    state = read_state_dict(path)
-    if any(k.startswith("encoder.") for k in state):
-        state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    target = encoder.state_dict()
+    state = _encoder_state(read_state_dict(path), set(target))
     key = f"{first_name}.weight"
-    _check_state(state, encoder.state_dict(), f"weights file {path} vs encoder {type(encoder).__name__}", skip=key)
-    expected = (first.weight.shape[0], 3, *first.weight.shape[2:])
-    if tuple(state[key].shape) != expected:
-        raise InputError(f"weights file {path}: first conv {key} has shape {tuple(state[key].shape)}, expected {expected} (a 3-band encoder)")
-    state = dict(state); state[key] = adapt_first_conv(state[key], bands, rgb_bands)
+    _check_state(state, target, f"weights file {path} vs encoder {type(encoder).__name__}", skip=key)
+    channels = state[key].shape[1] if state[key].ndim == 4 else None
+    if (state[key].shape[0], *state[key].shape[2:]) != (first.weight.shape[0], *first.weight.shape[2:]):
+        raise InputError(f"weights file {path}: first conv {key} has shape {tuple(state[key].shape)}, the encoder's filters are {tuple(first.weight.shape)}")
+    source = list(source_bands) if source_bands is not None else ["R", "G", "B"] if channels == 3 else CHECKPOINT_BANDS.get(channels)
+    if source is None: raise InputError(f"weights file {path}: first conv {key} reads {channels} bands; marine_unet reads 3-band (RGB), "
+                                         "12-band (Sentinel-2 L2A) and 13-band (L1C) encoders; for another layout pass source_bands")
+    state = dict(state)
+    if source == ["R", "G", "B"]:
+        state[key] = adapt_first_conv(state[key], bands, rgb_bands)
+        mapping = {b: "RGB"[list(rgb_bands).index(b)] if b in rgb_bands else "mean of R, G, B" for b in bands}
+    else:
+        state[key] = select_band_filters(state[key], source, bands)
+        mapping = {b: b for b in bands}
     encoder.load_state_dict(state)
+    model.marine_unet_encoder_weights = {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(), "bands": mapping}
     return model
 
 # %% ../nbs/03_model.ipynb #bdd32577
@@ -431,7 +470,8 @@ def save_model(model: nn.Module,                # a model from build_model (DDP 
               "bands": bands, "mean": _floats(mean, len(bands), "mean"), "std": _floats(std, len(bands), "std", positive=True),
               "protocol": check_protocol(protocol), "class_names": class_names,
               "encoder_weights_file": build.get("encoder_weights_file"), "extra": _json_ready(extra or {}, "extra")} | \
-             ({"features": build["features"]} if build.get("features") else {})
+             ({"features": build["features"]} if build.get("features") else {}) | \
+             {k: build[k] for k in ("encoder_weights_sha256", "encoder_weights_bands") if build.get(k)}
     if folder.exists() and not (overwrite and folder.is_dir()):
         raise InputError(f"model folder {folder}: already exists" + ("" if folder.is_dir() else " and is not a folder") + "; pass overwrite=True to replace it")
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}

@@ -23,16 +23,18 @@ from .data import *
 from .synthetic import *
 from .augment import *
 from .model import *
+from .model import _check_kwargs
 from .forward import *
 from .loss import *
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'STEP_SCHEDULES', 'HISTORY_KEYS',
-           'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS', 'TrainConfig', 'check_config', 'build_optimizer',
-           'build_scheduler', 'train_one_epoch', 'validate', 'rng_state', 'set_rng_state', 'save_training_state',
-           'load_training_state', 'write_history', 'plot_history', 'open_events', 'read_events', 'epoch_scalars',
-           'prediction_figure', 'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
-           'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'write_summary', 'repeated_runs']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'FINE_TUNING_FIELDS', 'STEP_SCHEDULES',
+           'HISTORY_KEYS', 'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS', 'TrainConfig', 'architecture_kwargs',
+           'check_config', 'parameter_groups', 'build_optimizer', 'build_scheduler', 'train_one_epoch', 'validate',
+           'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history', 'plot_history',
+           'open_events', 'read_events', 'epoch_scalars', 'prediction_figure', 'distributed_context', 'epoch_loader',
+           'WeightedEpochSampler', 'debris_sample_weights', 'make_train_val_datasets', 'train', 'refresh_batchnorm',
+           'summarize_runs', 'write_summary', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -40,6 +42,7 @@ SCHEDULES = ("cosine", "plateau", "multistep", "onecycle", "constant")
 MONITORS = ("macro_f1", "miou", "accuracy", "weighted_f1", "val_loss")
 NORMALIZATIONS = ("official", "train", "none")
 CLASS_WEIGHTINGS = ("train", "official", "none")
+FINE_TUNING_FIELDS = ("freeze_epochs", "encoder_lr_scale")  # the fields that treat the encoder apart (smp architectures only)
 
 @dataclass
 class TrainConfig:
@@ -88,8 +91,20 @@ class TrainConfig:
     progress: bool = True           # show progress bars
     tensorboard: bool = True        # TensorBoard event files in <out_dir>/tensorboard, one step an epoch: losses, lr, validation scores, per-class F1 (tensorboard --logdir runs)
     tensorboard_figures: int = 5    # every N epochs also an image of the first validation patches (RGB, truth, prediction) in the events; 0: none
+    freeze_epochs: int = 0          # train with the encoder frozen (weights fixed, BatchNorm in eval mode) for the first N epochs, then all of it; 0: never frozen
+    encoder_lr_scale: float = 1.0   # the encoder's learning rate as a fraction of lr (e.g. 0.1 to fine-tune pretrained weights); 1: one learning rate
+    model_kwargs: str = ""          # further arguments of the architecture, as a JSON object, e.g. {"decoder_attention_type": "scse", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
 
 # %% ../nbs/05_train.ipynb #ff889033
+def architecture_kwargs(cfg: TrainConfig  # a configuration
+                ) -> dict[str, Any]:
+    "The architecture's further arguments that `cfg.model_kwargs` holds as a JSON object ({} when empty)."
+    if not str(cfg.model_kwargs).strip(): return {}
+    try: kwargs = json.loads(cfg.model_kwargs)
+    except ValueError as e: raise InputError(f"model_kwargs={cfg.model_kwargs!r}: not JSON ({e})") from None
+    if not isinstance(kwargs, dict): raise InputError(f"model_kwargs={cfg.model_kwargs!r}: must be a JSON object of argument names and values")
+    return kwargs
+
 def check_config(cfg: TrainConfig  # the configuration to check
                 ) -> TrainConfig:
     "Validate every field of `cfg` (clear InputError naming the field) and return a normalised copy; changes nothing else."
@@ -98,6 +113,8 @@ def check_config(cfg: TrainConfig  # the configuration to check
     for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after", "tensorboard_figures"): check_integer(name, getattr(cfg, name), 0)
     for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"): check_number(name, getattr(cfg, name), 0)
     check_number("debris_oversampling", cfg.debris_oversampling, 1)
+    check_integer("freeze_epochs", cfg.freeze_epochs, 0); check_number("encoder_lr_scale", cfg.encoder_lr_scale, 0, 1)
+    if cfg.encoder_lr_scale == 0: raise InputError("encoder_lr_scale=0: must be > 0 (to keep the encoder fixed, use freeze_epochs)")
     if cfg.lr == 0: raise InputError("lr=0: the learning rate must be > 0")
     if cfg.ema_decay >= 1: raise InputError(f"ema_decay={cfg.ema_decay}: must be < 1 (e.g. 0.999)")
     for name in ("cutmix", "copy_paste"):
@@ -114,7 +131,11 @@ def check_config(cfg: TrainConfig  # the configuration to check
         raise InputError(f"features={','.join(cfg.features)}: not with encoder_weights yet (the pretrained first convolution takes the bands only); pass features=none")
     cfg.arch = architecture_name(cfg.arch)
     if cfg.arch not in OWN_ARCHITECTURES or cfg.encoder: check_encoder(cfg.encoder)  # own architectures ignore it, but a misspelt name is still refused
+    for name in FINE_TUNING_FIELDS:   # they act on an smp model's encoder
+        if cfg.arch in OWN_ARCHITECTURES and getattr(cfg, name) != getattr(TrainConfig, name):
+            raise InputError(f"{name}={getattr(cfg, name)}: arch={cfg.arch!r} has no smp encoder to treat apart; use an smp architecture (e.g. unet) or leave {name} at {getattr(TrainConfig, name)}")
     if cfg.encoder_weights and not Path(cfg.encoder_weights).is_file(): raise InputError(f"encoder_weights {cfg.encoder_weights}: no such file")
+    _check_kwargs(cfg.arch, None if cfg.arch in OWN_ARCHITECTURES else cfg.encoder, architecture_kwargs(cfg))
     _milestones(cfg)
     if cfg.swa_epochs > cfg.epochs: raise InputError(f"swa_epochs={cfg.swa_epochs}: more than epochs={cfg.epochs}")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir(): raise InputError(f"data_dir {cfg.data_dir}: no such folder")
@@ -129,11 +150,29 @@ def _milestones(cfg: TrainConfig) -> list[int]:
     return ms
 
 # %% ../nbs/05_train.ipynb #3965478d
-def build_optimizer(params: Iterable,      # parameters to train
+def _encoder_of(model: nn.Module  # a model from build_model (also inside WithSpectralIndices, DDP or AveragedModel)
+               ) -> nn.Module:
+    "The smp encoder of `model`, else an InputError (in-package architectures have none)."
+    encoder = getattr(unwrap_model(model), "encoder", None)
+    if not isinstance(encoder, nn.Module): raise InputError(f"model {type(unwrap_model(model)).__name__}: has no smp encoder")
+    return encoder
+
+def parameter_groups(model: nn.Module,  # the model to train
+                     cfg: TrainConfig,  # uses lr, encoder_lr_scale
+                    ) -> list:
+    "The model's parameters for `build_optimizer`: one list, or (encoder_lr_scale != 1) the rest at lr, then the encoder at lr * encoder_lr_scale."
+    if cfg.encoder_lr_scale == 1: return list(model.parameters())
+    encoder = {id(p) for p in _encoder_of(model).parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in encoder], "lr": cfg.lr},
+            {"params": [p for p in model.parameters() if id(p) in encoder], "lr": cfg.lr * cfg.encoder_lr_scale}]
+
+def build_optimizer(params: Iterable,      # parameters to train, or groups of them (dicts with params and lr, as parameter_groups gives)
                     cfg: TrainConfig,      # uses optimizer, lr, weight_decay
                    ) -> torch.optim.Optimizer:
-    "The optimiser named in `cfg`."
-    params = [p for p in params if p.requires_grad]
+    "The optimiser named in `cfg`, over the parameters that require gradients (a group's own lr wins over cfg.lr)."
+    params = list(params)
+    if params and isinstance(params[0], dict): params = [g | {"params": [p for p in g["params"] if p.requires_grad]} for g in params]
+    else: params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "adamw": return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam": return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
@@ -150,7 +189,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer,  # the optimiser to schedu
             t = (step - warmup) / max(1, total - warmup)
             return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    if cfg.schedule == "onecycle": return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+    if cfg.schedule == "onecycle": return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total)  # each group its own peak
     if cfg.schedule == "multistep": return torch.optim.lr_scheduler.MultiStepLR(optimizer, _milestones(cfg), gamma=0.1)
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if cfg.monitor == "val_loss" else "max",
@@ -167,12 +206,16 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool=False) -> 
     return out
 
 # %% ../nbs/05_train.ipynb #225e523e
+def _frozen(module: nn.Module) -> bool:
+    "Whether `module` has parameters and none of them trains (a frozen encoder's layers)."
+    params = list(module.parameters())
+    return bool(params) and not any(p.requires_grad for p in params)
+
 def _train_mode(model: nn.Module, freeze_batchnorm: bool):
-    "Training mode, with BatchNorm layers kept in eval mode (frozen statistics) when asked."
+    "Training mode, with BatchNorm layers kept in eval mode (frozen statistics) when asked, and always those whose weights are frozen."
     model.train()
-    if freeze_batchnorm:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (freeze_batchnorm or _frozen(m)): m.eval()
 
 def _mix_batch(batch: dict, cfg: TrainConfig, generator: torch.Generator|None) -> dict:
     "The batch after CutMix and rare-class copy-paste, each drawn with its probability from `generator`."
@@ -473,6 +516,7 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
 def _compatible(saved: dict, cfg: TrainConfig):
     "Refuse to resume a run with different settings (epochs, progress, workers and TensorBoard events may change)."
     free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures"}
+    saved = {name: getattr(TrainConfig, name) for name in (*FINE_TUNING_FIELDS, "model_kwargs")} | saved   # saved before these fields: it ran at their defaults
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
@@ -516,6 +560,8 @@ def _join_processes(cfg: TrainConfig) -> tuple[int, int, torch.device, torch.dty
     "(rank, world, device, autocast dtype) of this process, joining the torchrun process group when there is one."
     rank, world, local_rank = distributed_context(cpu=cfg.device == "cpu")
     if cfg.batch_size % world: raise InputError(f"batch_size={cfg.batch_size}: must be divisible by the {world} processes")
+    if cfg.freeze_epochs and world > 1:   # DDP fixes the parameters it reduces when it wraps the model
+        raise InputError(f"freeze_epochs={cfg.freeze_epochs}: not with {world} processes yet; train on one process or pass freeze_epochs=0")
     device = get_device(f"cuda:{local_rank}" if world > 1 and torch.cuda.is_available() and cfg.device != "cpu" else cfg.device)
     return rank, world, device, autocast_dtype(cfg.precision, device)
 
@@ -541,14 +587,14 @@ def _build_data_and_model(run: _Run, split: tuple|None):
     if cfg.debris_oversampling != 1: run.sample_weights = debris_sample_weights(run.train_ds, cfg.debris_oversampling)
     run.model = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol,
                             encoder_weights=cfg.encoder_weights or None, bands=list(cfg.bands), features=cfg.features,
-                            mean=run.mean, std=run.std).to(run.device)
+                            mean=run.mean, std=run.std, **architecture_kwargs(cfg)).to(run.device)
     if cfg.channels_last: run.model = run.model.to(memory_format=torch.channels_last)
     run.loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, run.train_ds))
 
 def _build_optimisation(run: _Run):
     "Optimiser, schedule, fp16 gradient scaler, EMA and SWA averages, and the DDP wrapper the run asks for."
     cfg, model = run.cfg, run.model
-    run.optimizer = build_optimizer(model.parameters(), cfg)
+    run.optimizer = build_optimizer(parameter_groups(model, cfg), cfg)
     steps = math.ceil(min(len(run.loader(run.train_ds)), cfg.max_batches or 10**9) / cfg.accumulate)
     run.scheduler = build_scheduler(run.optimizer, cfg, steps)
     run.scaler = torch.amp.GradScaler(run.device.type) if run.amp_dtype == torch.float16 else None
@@ -597,9 +643,16 @@ def _start_run(cfg: TrainConfig, split: tuple|None) -> _Run:
     return run
 
 # %% ../nbs/05_train.ipynb #a7e42809
+def _freeze_encoder(model: nn.Module,  # the model being trained
+                    frozen: bool,       # True: the encoder gets no gradients (and _train_mode keeps its BatchNorm in eval mode)
+                   ):
+    "Freeze or unfreeze the encoder's weights; the optimiser skips parameters without gradients."
+    for p in _encoder_of(model).parameters(): p.requires_grad = not frozen
+
 def _run_epoch(run: _Run, epoch: int) -> dict:
     "Train and validate one epoch from its own seed; its history row (the full scores stay in run.scores)."
     cfg, t0 = run.cfg, time.perf_counter()
+    if cfg.freeze_epochs: _freeze_encoder(run.model, epoch <= cfg.freeze_epochs)   # from the epoch alone: resumed == uninterrupted
     set_seed(_epoch_seed(cfg.seed, epoch), cfg.deterministic)
     loader = run.loader(run.train_ds, epoch)
     n = min(len(loader), cfg.max_batches or len(loader))
