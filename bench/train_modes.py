@@ -1,0 +1,104 @@
+"""Training throughput by arithmetic and execution mode (issue 20): samples/s of the project's `train_one_epoch` on
+the default model (TrainConfig defaults: U-Net ResNet-18, 11 bands + the 8 spectral indices, batch 8 of the
+synthetic default dataset's patches, AdamW, combined loss), on the same pre-loaded batches, for:
+
+- fp32 eager (NCHW), the arithmetic of a CPU without native bf16;
+- fp32 channels-last;
+- bf16 autocast: what `precision="auto"` is on a CPU with native bf16, today's default here;
+- bf16 autocast with channels-last;
+- `torch.compile` (inductor) in fp32 and in bf16 autocast.
+
+Variants run in turns over repeats (repeat 0 warms up, and compiles), so the machine's drift hits each alike. The
+figures are the median ms per step, samples/s, the ratio to fp32 eager and to bf16 eager, and GFLOP/s as a share of
+the machine's measured peak in the same arithmetic (common.peak). Training FLOPs are taken as 3 x the forward
+pass's: the forward, plus the backward's two products per layer.
+
+    python bench/train_modes.py                    # 6 steps a repeat, 7 repeats
+    python bench/train_modes.py --quick            # smoke run
+"""
+from __future__ import annotations
+import copy, dataclasses, statistics, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import *   # noqa: F401,F403
+import torch
+
+from marine_unet.core import set_seed
+from marine_unet.forward import autocast_dtype
+from marine_unet.synthetic import synthetic_marida_dir
+from marine_unet.model import build_model
+from marine_unet.loss import build_loss
+from marine_unet.train import (TrainConfig, check_config, build_optimizer, build_scheduler, train_one_epoch, epoch_loader,
+                               make_train_val_datasets, _class_weight_vector)
+
+VARIANTS = {   # name -> (precision, channels_last, compile)
+    "fp32 eager": ("fp32", False, False),
+    "fp32 channels-last": ("fp32", True, False),
+    "bf16 eager (default here)": ("bf16", False, False),
+    "bf16 channels-last": ("bf16", True, False),
+    "fp32 compile": ("fp32", False, True),
+    "bf16 compile": ("bf16", False, True),
+}
+
+
+def main():
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--batches", type=int, default=6, help="training steps per timed repeat")
+    p.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile variants")
+    args = p.parse_args()
+    threads = set_threads(args.threads); device = pick_device(args.device)
+    repeats, nb = (1, 2) if args.quick else (args.repeats, args.batches)
+    cfg = check_config(TrainConfig(device=device.type, progress=False))
+    set_seed(cfg.seed, cfg.deterministic)
+    info = machine_info(device)
+    root = synthetic_marida_dir()
+    train_ds, _, mean, std = make_train_val_datasets(root, cfg)
+    loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, train_ds))
+    batches = []
+    for b in epoch_loader(train_ds, cfg, 1):
+        batches.append(b)
+        if len(batches) >= nb: break
+    base = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol, bands=list(cfg.bands),
+                       features=cfg.features, mean=mean, std=std).to(device)
+    flops = forward_flops(copy.deepcopy(base).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3
+    variants = {k: v for k, v in VARIANTS.items() if not (args.skip_compile and v[2])}
+    if args.quick: variants = {k: v for k, v in variants.items() if not v[2]}
+    state = {}
+    for name, (precision, channels_last, compiled) in variants.items():
+        model = copy.deepcopy(base)
+        if channels_last: model = model.to(memory_format=torch.channels_last)
+        run_cfg = dataclasses.replace(cfg, precision=precision, channels_last=channels_last)
+        opt = build_optimizer(model.parameters(), run_cfg)
+        state[name] = (torch.compile(model) if compiled else model, opt, build_scheduler(opt, run_cfg, len(batches)), run_cfg,
+                       autocast_dtype(precision, device))
+    times = {name: [] for name in variants}
+    for rep in range(repeats + 1):
+        for name in variants:
+            model, opt, sch, run_cfg, dtype = state[name]
+            t0 = time.perf_counter()
+            train_one_epoch(model, batches, loss_fn, opt, run_cfg, device, dtype, None, sch)
+            sync(device); dt = (time.perf_counter() - t0) / len(batches)
+            if rep: times[name].append(dt)
+            print(f"repeat {rep} {name}: {1e3 * dt:.0f} ms/step" + (" (warm-up)" if not rep else ""), flush=True)
+    peaks = {"fp32": peak(torch.float32, device=device), "bf16": peak(torch.bfloat16, device=device)}
+    step = {name: statistics.median(t) for name, t in times.items()}
+    rows = []
+    for name, (precision, _, _) in variants.items():
+        rate = cfg.batch_size / step[name]
+        rows.append({"mode": name, "ms/step": 1e3 * step[name], "samples/s": rate, "× fp32 eager": step["fp32 eager"] / step[name],
+                     "× bf16 eager": step["bf16 eager (default here)"] / step[name], "GFLOP/s": flops * rate / 1e9,
+                     "% of peak": 100 * flops * rate / 1e9 / peaks[precision]["gflops"]})
+    header = (f"{info['cpu']}, {info['logical_cores']} cores, torch {info['torch']} ({threads} threads); default TrainConfig model, batch "
+              f"{cfg.batch_size} of {tuple(batches[0]['image'].shape[-2:])}, {len(batches)} steps a repeat, median of {repeats}; "
+              f"peaks: fp32 {peaks['fp32']['gflops']:.0f} GFLOP/s ({peaks['fp32']['source']}), bf16 {peaks['bf16']['gflops']:.0f} ({peaks['bf16']['source']}); "
+              f"training FLOPs = 3 x forward ({flops / 1e9:.2f} GFLOP a sample)")
+    text = f"{header}\n\n{markdown_table(rows)}\n{command_line()}"
+    print(text)
+    write_results("train_modes_quick" if args.quick else "train_modes",
+                  {"machine": info, "command": command_line(), "threads": threads, "steps_per_repeat": len(batches), "repeats": repeats,
+                   "train_flops_per_sample": flops, "peaks": peaks, "step_seconds": {n: {"median": step[n], "times": times[n]} for n in step},
+                   "rows": rows, "table": text})
+
+
+if __name__ == "__main__":
+    main()
