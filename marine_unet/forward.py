@@ -12,14 +12,13 @@ import torch
 from torch import nn
 from .core import *
 from .metrics import temper
-from .model import load_model, input_multiple
+from .model import load_model, input_multiple, model_dir
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'AUTOCAST_DTYPES', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'TEMPERATURE_FILE',
            'cpu_has_native_bf16', 'autocast_dtype', 'precision_name', 'autocast', 'model_device', 'prepare_model',
            'model_input', 'dihedral_transforms', 'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits',
-           'batch_probabilities', 'predict_array', 'model_dir', 'model_temperature', 'model_members',
-           'members_probabilities']
+           'batch_probabilities', 'predict_array', 'model_temperature', 'model_members', 'members_probabilities']
 
 # %% ../nbs/03a_forward.ipynb #d66c439b
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -169,12 +168,6 @@ def predict_array(model: Callable[[torch.Tensor], torch.Tensor], # module taking
 # %% ../nbs/03a_forward.ipynb #43055f77
 TEMPERATURE_FILE = "temperature.json"   # in a model folder: the temperature fitted on val (06_evaluate)
 _SHARED = ("bands", "mean", "std", "class_names", "protocol")   # what ensemble members must agree on
-
-def model_dir(folder: str|os.PathLike  # a model folder or a training run folder
-             ) -> Path:
-    "The model folder itself: `folder`, or its `best_model` when `folder` is a training run."
-    folder = Path(folder)
-    return folder/"best_model" if not (folder/"config.json").exists() and (folder/"best_model"/"config.json").is_file() else folder
 
 def model_temperature(folder: str|os.PathLike  # a model folder or a training run folder
                      ) -> float:

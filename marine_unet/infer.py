@@ -32,15 +32,12 @@ def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, co
              device: str|torch.device="cpu",           # where to run it ("auto", "cpu", "cuda", ...)
             ) -> tuple[nn.Module, dict[str, Any]|None]:
     "The (model, config) pair in eval mode on `device`; config is None for a bare module."
-    device = as_device(device)
-    if isinstance(model, (str, os.PathLike)): module, config = load_model(model, device=device)
-    elif isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], nn.Module):
-        module, config = model
-        missing = [k for k in ("bands", "mean", "std", "class_names") if not isinstance(config, dict) or k not in config]
-        if missing: raise InputError(f"model: the config of the (model, config) pair lacks {missing}")
-    elif isinstance(model, nn.Module): module, config = model, None
-    else: raise InputError(f"model: expected a model folder, a (model, config) pair or an nn.Module, got {type(model).__name__}")
-    return prepare_model(module, device), config
+    if isinstance(model, nn.Module): return prepare_model(model, as_device(device)), None
+    if not isinstance(model, (str, os.PathLike, tuple)):
+        raise InputError(f"model: expected a model folder, a (model, config) pair or an nn.Module, got {type(model).__name__}")
+    members = model_members(model, device)   # checks a pair's config, loads a folder with its temperature
+    if len(members) > 1: raise InputError(f"model {model}: holds {len(members)} runs (an ensemble); name one run here")
+    return members[0]
 
 # %% ../nbs/07_infer.ipynb #998769dc
 def _normalise_inplace(x: np.ndarray,                 # float32 (N, C, H, W) or (C, H, W) (this one may be channels-last in memory), overwritten

@@ -23,7 +23,7 @@ __all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SU
            'conv_block', 'AttentionGate', 'SelfAttention', 'AttentionUNet', 'MaridaUNet', 'build_model',
            'input_multiple', 'read_state_dict', 'adapt_first_conv', 'select_band_filters', 'load_encoder_weights',
            'WithSpectralIndices', 'unwrap_model', 'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model',
-           'load_model']
+           'model_dir', 'load_model']
 
 # %% ../nbs/03_model.ipynb #ebf037b8
 SMP_ARCHITECTURES = tuple(smp.MODEL_ARCHITECTURES_MAPPING)  # smp's architectures, by lower-case class name
@@ -516,13 +516,19 @@ def _check_expected_bands(config: dict[str, Any], expect_bands: int|Sequence[str
     if not ok: raise InputError(f"model folder {folder}: made for {len(config['bands'])} bands {config['bands']}, but {wanted} were expected")
 
 # %% ../nbs/03_model.ipynb #7852c50a
+def model_dir(folder: str|os.PathLike  # a model folder or a training run folder
+             ) -> Path:
+    "The model folder itself: `folder`, or its `best_model` when `folder` is a training run."
+    folder = Path(folder)
+    return folder/"best_model" if not (folder/"config.json").exists() and (folder/"best_model"/"config.json").is_file() else folder
+
 def load_model(folder: str|os.PathLike,                     # a folder written by save_model, or a training run folder
                device: str|torch.device="cpu",              # where to put the model ("auto", "cpu", "cuda", ...)
                expect_bands: int|Sequence[str]|None=None,   # the band count or band names the caller will feed
               ) -> tuple[nn.Module, dict[str, Any]]:
     "Rebuild the model of a model folder from config.json and model.safetensors (no pickle), in eval mode."
     folder = Path(folder)
-    if not (folder/"config.json").exists() and (folder/"best_model"/"config.json").is_file(): folder = folder/"best_model"  # a run folder
+    folder = model_dir(folder)   # a run folder stands for its best model
     config = _read_config(folder)
     _check_expected_bands(config, expect_bands, folder)
     device = as_device(device)

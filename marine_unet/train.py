@@ -782,14 +782,14 @@ def write_summary(out_dir: str|Path,          # the folder holding the runs
     with atomic_path(out/"summary.md") as tmp: tmp.write_text(markdown_table(rows))
     return summary
 
-def _finished_or_train(cfg: TrainConfig, out_dir: Path, **overrides) -> dict[str, Any]:
+def _finished_or_train(cfg: TrainConfig, out_dir: Path, split: tuple|None=None, **overrides) -> dict[str, Any]:
     "The metrics of the run in `out_dir`: read when it finished with these settings, else trained (resuming what is there)."
     run = dataclasses.replace(cfg, out_dir=str(out_dir), **overrides)
     if (out_dir/"metrics.json").is_file() and (out_dir/"params.json").is_file():
         saved = json.loads((out_dir/"params.json").read_text())
         _compatible(saved, check_config(run))
         if saved.get("epochs") == run.epochs: return json.loads((out_dir/"metrics.json").read_text())
-    return train(run, resume=True)["metrics"]    # more epochs than it had: it goes on
+    return train(run, split=split, resume=True)["metrics"]    # more epochs than it had: it goes on
 
 def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; out_dir holds the runs
                   seeds: Sequence[int]=(),     # train once per seed ...
@@ -807,7 +807,5 @@ def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; ou
         ids = read_split_ids(data_dir, "train") + read_split_ids(data_dir, "val")
         counts = patch_class_counts(data_dir, ids, cfg.protocol, cache=cfg.cache)
         for f, split in enumerate(group_kfold_splits(ids, folds, fold_seed, class_counts=counts)):
-            run = dataclasses.replace(cfg, out_dir=str(out/f"fold-{f}"), data_dir=str(data_dir))
-            done = out/f"fold-{f}"/"metrics.json"
-            metrics[f"fold-{f}"] = json.loads(done.read_text()) if done.is_file() else train(run, split=split, resume=True)["metrics"]
+            metrics[f"fold-{f}"] = _finished_or_train(cfg, out/f"fold-{f}", split, data_dir=str(data_dir))
     return {"runs": metrics, "summary": write_summary(out, metrics), "out_dir": str(out)}
