@@ -17,7 +17,7 @@ pass's: the forward, plus the backward's two products per layer.
     python bench/train_modes.py --quick            # smoke run
 """
 from __future__ import annotations
-import copy, dataclasses, statistics, sys, time
+import copy, dataclasses, json, statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import *   # noqa: F401,F403
@@ -31,13 +31,18 @@ from marine_unet.loss import build_loss
 from marine_unet.train import (TrainConfig, check_config, build_optimizer, build_scheduler, train_one_epoch, epoch_loader,
                                make_train_val_datasets, _class_weight_vector)
 
-VARIANTS = {   # name -> (precision, channels_last, compile)
-    "fp32 eager": ("fp32", False, False),
-    "fp32 channels-last": ("fp32", True, False),
-    "bf16 eager (default here)": ("bf16", False, False),
-    "bf16 channels-last": ("bf16", True, False),
-    "fp32 compile": ("fp32", False, True),
-    "bf16 compile": ("bf16", False, True),
+HALF_DECODER = {"decoder_channels": [128, 64, 32, 16, 8]}     # smp's default decoder (256, 128, 64, 32, 16) at half width
+QUARTER_DECODER = {"decoder_channels": [64, 32, 16, 16, 16]}
+VARIANTS = {   # name -> (precision, channels_last, compile, model keywords)
+    "fp32 eager": ("fp32", False, False, {}),
+    "fp32 channels-last": ("fp32", True, False, {}),
+    "bf16 eager (default here)": ("bf16", False, False, {}),
+    "bf16 channels-last": ("bf16", True, False, {}),
+    "fp32 compile": ("fp32", False, True, {}),
+    "bf16 compile": ("bf16", False, True, {}),
+    "bf16 channels-last, half decoder": ("bf16", True, False, HALF_DECODER),
+    "bf16 channels-last, quarter decoder": ("bf16", True, False, QUARTER_DECODER),
+    "bf16 eager, half decoder": ("bf16", False, False, HALF_DECODER),
 }
 
 
@@ -45,6 +50,7 @@ def main():
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=6, help="training steps per timed repeat")
     p.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile variants")
+    p.add_argument("--only", nargs="*", default=None, help="variant names to run (fp32 eager and bf16 eager always run, for the ratios)")
     args = p.parse_args()
     threads = set_threads(args.threads); device = pick_device(args.device)
     repeats, nb = (1, 2) if args.quick else (args.repeats, args.batches)
@@ -58,14 +64,19 @@ def main():
     for b in epoch_loader(train_ds, cfg, 1):
         batches.append(b)
         if len(batches) >= nb: break
-    base = build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol, bands=list(cfg.bands),
-                       features=cfg.features, mean=mean, std=std).to(device)
-    flops = forward_flops(copy.deepcopy(base).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3
+    def build(model_kwargs: dict):
+        set_seed(cfg.seed, cfg.deterministic)
+        return build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol, bands=list(cfg.bands),
+                           features=cfg.features, mean=mean, std=std, **model_kwargs).to(device)
     variants = {k: v for k, v in VARIANTS.items() if not (args.skip_compile and v[2])}
     if args.quick: variants = {k: v for k, v in variants.items() if not v[2]}
+    if args.only: variants = {k: v for k, v in variants.items() if k in args.only or k == "fp32 eager" or k.startswith("bf16 eager (")}
+    bases = {json.dumps(v[3]): build(v[3]) for v in variants.values()}
+    flops_of = {key: forward_flops(copy.deepcopy(m).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3 for key, m in bases.items()}
+    flops = flops_of[json.dumps({})]
     state = {}
-    for name, (precision, channels_last, compiled) in variants.items():
-        model = copy.deepcopy(base)
+    for name, (precision, channels_last, compiled, model_kwargs) in variants.items():
+        model = copy.deepcopy(bases[json.dumps(model_kwargs)])
         if channels_last: model = model.to(memory_format=torch.channels_last)
         run_cfg = dataclasses.replace(cfg, precision=precision, channels_last=channels_last)
         opt = build_optimizer(model.parameters(), run_cfg)
@@ -83,11 +94,11 @@ def main():
     peaks = {"fp32": peak(torch.float32, device=device), "bf16": peak(torch.bfloat16, device=device)}
     step = {name: statistics.median(t) for name, t in times.items()}
     rows = []
-    for name, (precision, _, _) in variants.items():
-        rate = cfg.batch_size / step[name]
+    for name, (precision, _, _, model_kwargs) in variants.items():
+        rate, flops_here = cfg.batch_size / step[name], flops_of[json.dumps(model_kwargs)]
         rows.append({"mode": name, "ms/step": 1e3 * step[name], "samples/s": rate, "× fp32 eager": step["fp32 eager"] / step[name],
-                     "× bf16 eager": step["bf16 eager (default here)"] / step[name], "GFLOP/s": flops * rate / 1e9,
-                     "% of peak": 100 * flops * rate / 1e9 / peaks[precision]["gflops"]})
+                     "× bf16 eager": step["bf16 eager (default here)"] / step[name], "GFLOP/s": flops_here * rate / 1e9,
+                     "% of peak": 100 * flops_here * rate / 1e9 / peaks[precision]["gflops"], "GFLOP a sample": flops_here / 1e9})
     header = (f"{info['cpu']}, {info['logical_cores']} cores, torch {info['torch']} ({threads} threads); default TrainConfig model, batch "
               f"{cfg.batch_size} of {tuple(batches[0]['image'].shape[-2:])}, {len(batches)} steps a repeat, median of {repeats}; "
               f"peaks: fp32 {peaks['fp32']['gflops']:.0f} GFLOP/s ({peaks['fp32']['source']}), bf16 {peaks['bf16']['gflops']:.0f} ({peaks['bf16']['source']}); "

@@ -18,7 +18,8 @@ from .model import load_model, input_multiple, model_dir
 __all__ = ['PRECISIONS', 'AUTOCAST_DTYPES', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'TEMPERATURE_FILE',
            'cpu_has_native_bf16', 'autocast_dtype', 'precision_name', 'autocast', 'model_device', 'prepare_model',
            'model_input', 'dihedral_transforms', 'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits',
-           'batch_probabilities', 'predict_array', 'model_temperature', 'model_members', 'members_probabilities']
+           'batch_probabilities', 'predict_array', 'model_temperature', 'model_members', 'members_probabilities',
+           'compiled_members']
 
 # %% ../nbs/03a_forward.ipynb #d66c439b
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -237,3 +238,11 @@ def members_probabilities(members: Sequence[tuple[nn.Module, dict]],  # from mod
         total = p if total is None else np.add(total, p, out=total)
     if len(members) > 1: total /= np.float32(len(members))
     return np.concatenate([total, entropy / np.float32(len(members))], 1) if member_entropy else total
+
+# %% ../nbs/03a_forward.ipynb #9ae53ef2
+def compiled_members(members: Sequence[tuple[nn.Module, dict]],  # from model_members
+                     compile: bool=True,                         # False: the members unchanged
+                    ) -> list[tuple[nn.Module, dict[str, Any]]]:
+    "The members with each model wrapped by `torch.compile` (inductor, one graph per batch shape) for its forward passes."
+    if not compile: return list(members)
+    return [(torch.compile(model, dynamic=False), config) for model, config in members]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .model import load_model, input_multiple
-from .forward import autocast_dtype, model_device, prepare_model, predict_array, model_members, members_probabilities
+from .forward import autocast_dtype, model_device, prepare_model, predict_array, model_members, members_probabilities, compiled_members
 from .metrics import Decision, as_decision, decide, decision_dict, clean_classes, _decide_pixels
 
 # %% auto #0
@@ -538,12 +538,12 @@ def _assemble(src: rasterio.DatasetReader, work: Path, dst_tif: Path, members: S
 
 # %% ../nbs/07_infer.ipynb #2509e264
 def _predict_into(src, indexes, src_tif, dst_tif, members, predict, outputs, decision, tile, overlap, batch_size, tta, probabilities,
-                  bands, precision, run_device, resume, overwrite, progress, scale, offset, by_name):
+                  bands, precision, run_device, resume, overwrite, progress, scale, offset, by_name, compiled=False):
     "predict_scene's work once everything is checked and the output is locked: strips, the decision, the files, then the work folder goes."
     config, spatial = members[0][1], decision is not None and decision.spatial
     key = _resume_key(src_tif, members, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta, probabilities=probabilities,
                       precision=precision, device=run_device.type, confidence=bands, decision=None if decision is None else decision_dict(decision),
-                      scale=scale, offset=offset, bands_by_name=by_name)
+                      scale=scale, offset=offset, bands_by_name=by_name, **({"compile": True} if compiled else {}))   # compiled: other rounding
     work = partial_path(dst_tif)
     first = _start_partial(work, key, resume, overwrite)
     if resume or overwrite:
@@ -573,6 +573,7 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
                   scale: float|None=None,                  # reflectance = value · scale + offset; Sentinel-2 digital numbers: 0.0001 (None: the values are reflectance)
                   offset: float=0.0,                       # added after scale; L2A of processing baseline 04.00 and later: -0.1
                   bands_by_name: bool=False,               # pick the model's bands by the file's band descriptions (B2, B8A, ...), in any order
+                  compile: bool=False,                     # run the members through torch.compile (pays on large scenes: compiling takes tens of seconds)
                  ) -> Path:
     "Classify a whole georeferenced scene tile by tile, blending overlaps, into a class-map GeoTIFF."
     if isinstance(model_or_folder, nn.Module): raise InputError("model_or_folder: a bare module has no bands, mean and std; pass a model folder or a (model, config) pair")
@@ -588,7 +589,8 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
     outputs = scene_outputs(dst_tif, probabilities, confidence)
     _check_destination(src_tif, outputs, overwrite, resume)
     bands = (3 if len(members) > 1 else 2) if confidence else 0
-    predict = lambda x: members_probabilities(members, x, batch_size, bool(tta), autocast, member_entropy=bands == 3)
+    forward_members = compiled_members(members, bool(compile))
+    predict = lambda x: members_probabilities(forward_members, x, batch_size, bool(tta), autocast, member_entropy=bands == 3)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True,    # GDAL reads these when the file opens
                       GDAL_NUM_THREADS=torch.get_num_threads()):
         src, indexes = _open_scene(src_tif, config["bands"], scale, bool(bands_by_name))
@@ -597,7 +599,7 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
             with folder_lock(lock_path(dst_tif), f"output {dst_tif}"):
                 _predict_into(src, indexes, src_tif, dst_tif, members, predict, outputs, decision, tile, overlap, batch_size,
                               bool(tta), bool(probabilities), bands, precision, run_device, bool(resume), bool(overwrite), progress,
-                              scale, offset, bool(bands_by_name))
+                              scale, offset, bool(bands_by_name), bool(compile))
     return dst_tif
 
 # %% ../nbs/07_infer.ipynb #6e947f4d

@@ -94,6 +94,7 @@ class TrainConfig:
     freeze_epochs: int = 0          # train with the encoder frozen (weights fixed, BatchNorm in eval mode) for the first N epochs, then all of it; 0: never frozen
     encoder_lr_scale: float = 1.0   # the encoder's learning rate as a fraction of lr (e.g. 0.1 to fine-tune pretrained weights); 1: one learning rate
     model_kwargs: str = ""          # further arguments of the architecture, as a JSON object, e.g. {"decoder_attention_type": "scse", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
+    compile: bool = False           # train through torch.compile (inductor): no faster on a 2-core CPU (bench/train_modes.py), try it on a GPU
 
 # %% ../nbs/05_train.ipynb #ff889033
 def architecture_kwargs(cfg: TrainConfig  # a configuration
@@ -514,8 +515,8 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
     return [float(w) for w in class_weights(share)]
 
 def _compatible(saved: dict, cfg: TrainConfig):
-    "Refuse to resume a run with different settings (epochs, progress, workers and TensorBoard events may change)."
-    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures"}
+    "Refuse to resume a run with different settings (epochs, progress, workers, device, compile and TensorBoard events may change)."
+    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures", "compile"}
     saved = {name: getattr(TrainConfig, name) for name in (*FINE_TUNING_FIELDS, "model_kwargs")} | saved   # saved before these fields: it ran at their defaults
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
@@ -601,6 +602,7 @@ def _build_optimisation(run: _Run):
     run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     run.swa = AveragedModel(model, use_buffers=False) if cfg.swa_epochs else None
     run.net = DDP(model, device_ids=[run.device.index] if run.device.type == "cuda" else None) if run.world > 1 else model
+    if cfg.compile: run.net = torch.compile(run.net)    # the steps only: validation, averages and saving use the model itself
 
 # %% ../nbs/05_train.ipynb #3d78ab91
 def _restore(run: _Run):
