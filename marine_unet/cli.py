@@ -11,17 +11,20 @@ from .train import TrainConfig, train
 from .evaluate import run_evaluation
 from .experiments import sweep, compare, parse_grid, parse_seeds
 from .train import repeated_runs
-from .forward import PRECISIONS
-from .infer import predict_scene, partial_path, scene_outputs, export_onnx, quantize_onnx, onnx_parity
-import argparse, ast, dataclasses, importlib.util, inspect, math, os, re, sys
+from .forward import PRECISIONS, model_members
+from .metrics import as_decision
+from .infer import predict_scene, partial_path, scene_outputs, export_onnx, quantize_onnx, onnx_parity, _check_tiling, _check_scaling
+import argparse, ast, dataclasses, datetime, importlib.util, inspect, math, os, re, sys, time
 from pathlib import Path
 from typing import Any, Sequence
-import numpy as np
+import numpy as np, rasterio, torch
+import torch.distributed as dist
 import marine_unet
 
 # %% auto #0
-__all__ = ['PIPELINE_NOTEBOOKS', 'field_comments', 'add_dataclass_options', 'build_parser', 'notebook_path', 'parse_parameters',
-           'pipeline_plan', 'PipelineError', 'interpreter_kernel_manager', 'run_notebook', 'main']
+__all__ = ['PIPELINE_NOTEBOOKS', 'field_comments', 'add_dataclass_options', 'build_parser', 'split_scenes', 'ScenesFailed',
+           'notebook_path', 'parse_parameters', 'pipeline_plan', 'PipelineError', 'interpreter_kernel_manager',
+           'run_notebook', 'main']
 
 # %% ../nbs/08_cli.ipynb #b7bf8b73
 def field_comments(cls: type  # a dataclass whose fields carry a trailing `# comment`
@@ -122,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace existing outputs")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                    help="continue interrupted predictions (<output>.partial/) and skip scenes already done")
+    p.add_argument("--wait-hours", type=float, default=24.0,
+                   help="under torchrun: how long ranks that finished wait for the others (a rank lost on another machine is noticed after this)")
     p = _subparser(commands, "export", "export a model to ONNX and report PyTorch/onnxruntime parity")
     p.add_argument("--model", required=True, help="a training run folder or a model folder written by save_model")
     p.add_argument("--onnx", required=True, help=".onnx file to write")
@@ -196,19 +201,6 @@ def _already_done(out: Path, args) -> bool:
     wanted = scene_outputs(out, args.probabilities, args.confidence)
     return args.resume and not args.overwrite and all(p.is_file() for p in wanted) and not partial_path(out).exists()
 
-def _run_predict(args) -> str:
-    model, pairs = _models(args), _scene_pairs(_existing(args.input, "input"), Path(args.output))
-    decision = _existing(args.decision, "decision file") if args.decision else None
-    lines = []
-    for scene, out in pairs:
-        if _already_done(out, args): lines.append(f"{scene} -> {out} (already done)"); continue
-        predict_scene(model, scene, out, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-                      probabilities=args.probabilities, device=args.device, precision=args.precision,
-                      overwrite=args.overwrite, resume=args.resume, progress=False, decision=decision, confidence=args.confidence,
-                      scale=args.scale, offset=args.offset, bands_by_name=args.bands_by_name, compile=args.compile)
-        lines.append(f"{scene} -> {out}")
-    return "\n".join(lines)
-
 def _run_export(args) -> str:
     model, path = _existing(args.model, "model"), Path(args.onnx)
     paths = [export_onnx(model, path, overwrite=args.overwrite)]
@@ -219,6 +211,123 @@ def _run_export(args) -> str:
     bands = load_model(model)[1]["bands"]
     images = np.random.default_rng(0).uniform(0, 0.1, (2, len(bands), 64, 64)).astype(np.float32)  # reflectance-like patches
     return "\n".join(f"{p}: " + ", ".join(f"{k} {v:.4g}" for k, v in onnx_parity(model, p, images).items()) for p in paths)
+
+# %% ../nbs/08_cli.ipynb #5ca1e0a2
+def split_scenes(weights: Sequence[int],  # each scene's work (pixels), in the sorted scene order
+                 world: int,               # number of processes
+                ) -> list[list[int]]:
+    "Each rank's scene indexes, disjoint and covering all: heaviest first, each to the least-loaded rank (lower rank on ties)."
+    loads, shares = [0] * check_integer("world", world, 1), [[] for _ in range(world)]
+    for i in sorted(range(len(weights)), key=lambda i: (-weights[i], i)):
+        rank = min(range(world), key=lambda r: (loads[r], r))
+        shares[rank].append(i); loads[rank] += weights[i]
+    return [sorted(share) for share in shares]
+
+# %% ../nbs/08_cli.ipynb #5ca1e0a5
+class ScenesFailed(Exception):
+    "Some scenes of a `predict` run failed (the others were classified): the summary to print and the exit status."
+    def __init__(self, message: str, report: str, status: int):
+        super().__init__(message); self.report, self.status = report, status
+
+def _join_predict_group(wait_hours: float) -> tuple[int, int, int]:
+    "(rank, world, local_rank) under torchrun, in a Gloo group that waits `wait_hours` for the slowest rank; (0, 1, 0) without."
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1: return 0, 1, 0
+    hours = check_number("wait_hours", wait_hours, 0.001, 24 * 365)
+    if not dist.is_initialized(): dist.init_process_group("gloo", timeout=datetime.timedelta(hours=hours))
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+def _rank_device(device: str, world: int, local_rank: int) -> str:
+    "This process's device: cuda:LOCAL_RANK under torchrun when CUDA is there and `device` is auto or cuda, else `device`."
+    if world > 1 and device.strip().lower() in ("auto", "cuda") and torch.cuda.is_available(): return f"cuda:{local_rank}"
+    return device
+
+def _scene_pixels(path: Path) -> int:
+    "Width × height of a scene, the work it takes; 0 for a file that does not open (it fails at once)."
+    try:
+        with rasterio.open(path) as src: return src.width * src.height
+    except Exception: return 0
+
+# %% ../nbs/08_cli.ipynb #5ca1e0a6
+def _setup_members(args, model, decision, device: str) -> list:
+    "The model members on `device`, with what every scene shares checked first: tiling, scaling, the decision's classes."
+    _check_tiling(args.tile, args.overlap, args.batch_size); _check_scaling(args.scale, args.offset)
+    members = model_members(model, device)
+    as_decision(decision, members[0][1]["class_names"])
+    return members
+
+def _agreed(setup, listing: list, world: int):
+    "setup()'s result; under torchrun each rank's setup error and scene list are exchanged first, and all ranks stop if one fails or differs."
+    if world == 1: return setup()
+    try: result, error = setup(), None
+    except Exception as e: result, error = None, (isinstance(e, InputError), _one_line(e) if isinstance(e, InputError) else f"{type(e).__name__}: {_one_line(e)}")
+    states = [None] * world
+    dist.all_gather_object(states, (error, listing))
+    failed = [(r, e) for r, (e, _) in enumerate(states) if e]
+    if failed: raise (InputError if all(bad for _, (bad, _) in failed) else RuntimeError)("; ".join(f"rank {r}: {m}" for r, (_, m) in failed))
+    if any(seen != states[0][1] for _, seen in states):
+        raise InputError("input: the ranks see different scenes; every machine must see the same input folder (shared storage)")
+    return result
+
+def _predict_share(pairs: list, members: list, device: str, decision, args, rank: int, keep_going: bool) -> list[dict]:
+    "Classify these scenes one after another: one row each (scene, output, rank, status, seconds, error); failures recorded if `keep_going`."
+    rows = []
+    for scene, out in pairs:
+        row, t0 = {"scene": str(scene), "output": str(out), "rank": rank, "status": "done"}, time.perf_counter()
+        if _already_done(out, args): rows.append(row | {"status": "skipped", "seconds": 0.0}); continue
+        try: predict_scene(members, scene, out, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+                           probabilities=args.probabilities, device=device, precision=args.precision,
+                           overwrite=args.overwrite, resume=args.resume, progress=False, decision=decision, confidence=args.confidence,
+                           scale=args.scale, offset=args.offset, bands_by_name=args.bands_by_name, compile=args.compile)
+        except Exception as e:
+            if not keep_going: raise
+            row |= {"status": "failed", "error": _one_line(e) if isinstance(e, InputError) else f"{type(e).__name__}: {_one_line(e)}",
+                    "bad_input": isinstance(e, InputError)}
+        rows.append(row | {"seconds": round(time.perf_counter() - t0, 3)})
+    return rows
+
+def _gather_rows(rows: list[dict], world: int) -> list[dict]|None:
+    "Every rank's rows on rank 0, sorted by scene (None on the other ranks); all ranks leave only once rank 0 has them."
+    if world == 1: return rows
+    gathered = [None] * world if dist.get_rank() == 0 else None
+    dist.gather_object(rows, gathered, dst=0); dist.barrier()
+    return sorted((r for part in gathered for r in part), key=lambda r: r["scene"]) if gathered is not None else None
+
+# %% ../nbs/08_cli.ipynb #5ca1e0a7
+_STATUS_NOTES = {"done": "", "skipped": " (already done)"}
+
+def _report(rows: list[dict], source: Path, destination: Path, world: int) -> str:
+    "The summary: a line a scene, and for a folder a count line and <output>/predict_summary.json; ScenesFailed if any failed."
+    lines = [f"{r['scene']} -> {r['output']}" + _STATUS_NOTES.get(r["status"], f" (failed: {r.get('error')})") +
+             (f" [rank {r['rank']}, {r['seconds']:.1f} s]" if world > 1 else "") for r in rows]
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("done", "skipped", "failed")}
+    if source.is_dir():
+        summary = write_json(destination/"predict_summary.json", {"input": str(source), "output": str(destination), "processes": world,
+                                                                   "counts": counts, "scenes": rows})
+        lines.append(f"{len(rows)} scenes: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed; summary {summary}")
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        first = failed[0]
+        raise ScenesFailed(f"{len(failed)} of {len(rows)} scenes failed ({Path(first['scene']).name}: {first['error']})" +
+                           (f"; see {destination/'predict_summary.json'}" if source.is_dir() else ""),
+                           "\n".join(lines), 2 if all(r["bad_input"] for r in failed) else 1)
+    return "\n".join(lines)
+
+def _run_predict(args) -> str:
+    model, source = _models(args), _existing(args.input, "input")
+    pairs, destination = _scene_pairs(source, Path(args.output)), Path(args.output)
+    decision = _existing(args.decision, "decision file") if args.decision else None
+    rank, world, local_rank = _join_predict_group(args.wait_hours)
+    try:
+        device = _rank_device(args.device, world, local_rank)
+        weights = [_scene_pixels(scene) for scene, _ in pairs] if world > 1 else [0] * len(pairs)
+        members = _agreed(lambda: _setup_members(args, model, decision, device), [(s.name, w) for (s, _), w in zip(pairs, weights)], world)
+        mine = [pairs[i] for i in split_scenes(weights, world)[rank]]
+        rows = _gather_rows(_predict_share(mine, members, device, decision, args, rank, world > 1 or source.is_dir()), world)
+    finally:
+        if world > 1: dist.destroy_process_group()
+    if rows is None: return f"rank {rank}: {len(mine)} of {len(pairs)} scenes, in rank 0's summary"
+    return _report(rows, source, destination, world)
 
 # %% ../nbs/08_cli.ipynb #4e8c5b89
 PIPELINE_NOTEBOOKS = ("05_train.ipynb", "06_evaluate.ipynb", "07_infer.ipynb")
@@ -332,7 +441,7 @@ _COMMANDS = {"synth": _run_synth, "train": _run_train, "evaluate": _run_evaluate
 
 def main(argv: Sequence[str]|None=None  # the arguments (default: sys.argv[1:])
         ) -> int:
-    "Run one `marine-unet` subcommand; 0 on success, else one `marine-unet: error:` line: status 2 for bad input, 1 for a failed notebook."
+    "Run one `marine-unet` subcommand; 0 on success, else one `marine-unet: error:` line: status 2 for bad input, 1 for a failed notebook or scene."
     args = build_parser().parse_args(argv)
     try: print(_COMMANDS[args.command](args))
     except (InputError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as e:
@@ -341,4 +450,7 @@ def main(argv: Sequence[str]|None=None  # the arguments (default: sys.argv[1:])
     except PipelineError as e:
         print(f"marine-unet: error: {e}", file=sys.stderr)
         return 1
+    except ScenesFailed as e:
+        print(e.report); print(f"marine-unet: error: {e}", file=sys.stderr)
+        return e.status
     return 0
