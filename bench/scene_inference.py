@@ -95,7 +95,7 @@ def read_through(path: Path, chunk: int=64 << 20) -> float:
 def child(args) -> None:
     "Time batches and predict_scene in turns in this process; print a JSON line with medians, tiles and memory."
     from marine_unet.infer import predict_scene, tile_origins, as_model
-    import marine_unet.infer as infer
+    import marine_unet.forward as infer                        # members_probabilities looks predict_array up there (not in infer)
     import rasterio, statistics
     forward, in_network = infer.predict_array, []
     def timed_forward(*args, **kwargs):                        # predict_scene looks the function up at each batch

@@ -81,7 +81,8 @@ def main():
     if not (model_dir/"config.json").exists(): make_model(model_dir, "resnet34")
     pair = as_model(model_dir, "cpu")
     spent = [0.0]
-    infer.predict_array = stand_in(len(pair[1]["class_names"]), spent)
+    import marine_unet.forward as forward
+    infer.predict_array = forward.predict_array = stand_in(len(pair[1]["class_names"]), spent)   # members_probabilities looks it up in forward
     print(f"{threads} threads, tile 256, overlap 32, batch 8, network replaced by a stand-in")
     for size in args.sizes:
         scene = make_scene(work/f"scene_{size}.tif", size)

@@ -67,7 +67,8 @@ def _subparser(commands, name: str, help: str) -> argparse.ArgumentParser:
 def _add_model_options(p: argparse.ArgumentParser):
     p.add_argument("--model", required=True, action="append",
                    help="a training run folder, a model folder, or a repeated_runs folder (seeds or folds); repeat for an ensemble")
-    p.add_argument("--batch-size", type=_positive, default=8, help="patches or tiles per forward pass")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="patches or tiles per forward pass (unset: 8; predict on CUDA: as many as fit half the free GPU memory)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False, help="average the 8 dihedral views")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
@@ -184,7 +185,7 @@ def _run_compare(args) -> str:
 
 def _run_evaluate(args) -> str:
     decision = _existing(args.decision, "decision file") if args.decision else None
-    result = run_evaluation(_models(args), args.data, args.split, args.out, args.batch_size, args.tta, args.device, args.tune_threshold,
+    result = run_evaluation(_models(args), args.data, args.split, args.out, args.batch_size or 8, args.tta, args.device, args.tune_threshold,
                             epsilons=args.epsilons, precision=args.precision, decision=decision, calibrate=args.calibrate)
     return f"report {result['report']}: " + _summary(result["metrics"])
 

@@ -148,22 +148,32 @@ def _pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
     mode = "reflect" if min(x.shape[-2:]) > 1 else "edge"
     return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, p) for p in pads], mode=mode)
 
+def _pad_tensor(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    "_pad_to_multiple of a (N, C, H, W) tensor, on its own device (numpy's rule where a pad reflects more than once)."
+    (height, width), pads = x.shape[-2:], [(-n) % multiple for n in x.shape[-2:]]
+    if not any(pads): return x
+    if min(height, width) == 1: return torch.nn.functional.pad(x, (0, pads[1], 0, pads[0]), mode="replicate")
+    if pads[0] < height and pads[1] < width: return torch.nn.functional.pad(x, (0, pads[1], 0, pads[0]), mode="reflect")
+    return torch.from_numpy(_pad_to_multiple(x.cpu().numpy(), multiple)).to(x.device)
+
 def predict_array(model: Callable[[torch.Tensor], torch.Tensor], # module taking (N, C, H, W), giving logits (N, K, H, W)
-                  x: np.ndarray,                                 # normalised (N, C, H, W), any strides
+                  x: np.ndarray|torch.Tensor,                    # normalised (N, C, H, W), any strides; a tensor: on any device
                   batch_size: int,                               # patches per forward pass
                   tta: bool,                                     # average the 8 dihedral views
                   device: torch.device,                          # the model's device
                   multiple: int=1,                               # pad heights and widths up to a multiple of this
                   dtype: torch.dtype|None=None,                  # autocast dtype (autocast_dtype); None: float32
-                 ) -> np.ndarray:
-    "Softmax probabilities (N, K, H, W) float32, batch by batch, without gradients."
+                 ) -> np.ndarray|torch.Tensor:
+    "Softmax probabilities (N, K, H, W) float32, batch by batch, without gradients: an array for an array, a tensor on `device` for a tensor (no copy to the host)."
     height, width = x.shape[-2:]
-    out = []
+    on_device, out = torch.is_tensor(x), []
     with torch.inference_mode(), autocast(device, dtype):
         for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(_pad_to_multiple(x[start:start + batch_size], multiple))
-            probs = batch_probabilities(model, model_input(batch, device, device.type in CHANNELS_LAST_DEVICES), tta)
-            out.append(probs[..., :height, :width].float().cpu().numpy())
+            part = x[start:start + batch_size]
+            batch = _pad_tensor(part, multiple) if on_device else torch.from_numpy(_pad_to_multiple(part, multiple))
+            probs = batch_probabilities(model, model_input(batch, device, device.type in CHANNELS_LAST_DEVICES), tta)[..., :height, :width].float()
+            out.append(probs if on_device else probs.cpu().numpy())
+    if on_device: return out[0] if len(out) == 1 else torch.cat(out)
     return out[0] if len(out) == 1 else np.concatenate(out)
 
 # %% ../nbs/03a_forward.ipynb #43055f77
@@ -220,14 +230,16 @@ def _entropy(probabilities: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(probabilities, probabilities).sum(1, keepdim=True)
 
 def members_probabilities(members: Sequence[tuple[nn.Module, dict]],  # from model_members
-                          x: np.ndarray,                 # normalised (N, C, H, W), any strides
+                          x: np.ndarray|torch.Tensor,    # normalised (N, C, H, W), any strides; a tensor: the result stays on the members' device
                           batch_size: int,               # patches per forward pass
                           tta: bool,                     # average the 8 dihedral views
                           dtype: torch.dtype|None=None,  # autocast dtype (autocast_dtype); None: float32
                           member_entropy: bool=False,    # append the members' mean entropy as channel K
                           on_member: Callable[[int, np.ndarray], Any]|None=None,  # called with each member's index and tempered softmax (valid during the call only)
-                         ) -> np.ndarray:
-    "The members' mean tempered softmax (N, K, H, W) float32 (N, K + 1, H, W with member_entropy)."
+                         ) -> np.ndarray|torch.Tensor:
+    "The members' mean tempered softmax (N, K, H, W) float32 (N, K + 1, H, W with member_entropy); for a tensor `x`, a tensor on the members' device."
+    if torch.is_tensor(x):
+        with torch.inference_mode(): return _members_tensor(members, x, batch_size, tta, dtype, member_entropy, on_member)
     total, entropy = None, None
     for i, (model, config) in enumerate(members):
         p = temper(predict_array(model, x, batch_size, tta, model_device(model), input_multiple(model), dtype), config.get("temperature", 1.0))
@@ -238,6 +250,20 @@ def members_probabilities(members: Sequence[tuple[nn.Module, dict]],  # from mod
         total = p if total is None else np.add(total, p, out=total)
     if len(members) > 1: total /= np.float32(len(members))
     return np.concatenate([total, entropy / np.float32(len(members))], 1) if member_entropy else total
+
+def _members_tensor(members, x: torch.Tensor, batch_size, tta, dtype, member_entropy, on_member) -> torch.Tensor:
+    "members_probabilities of a tensor, all on the members' device: the same operations in torch (float32 sums and quotients round as numpy's)."
+    total, entropy = None, None
+    for i, (model, config) in enumerate(members):
+        p, temperature = predict_array(model, x, batch_size, tta, model_device(model), input_multiple(model), dtype), config.get("temperature", 1.0)
+        if temperature != 1: p = p.log().div_(temperature).softmax(1)       # metrics.temper, on the device
+        if on_member is not None: on_member(i, p)
+        if member_entropy:
+            e = _entropy(p)
+            entropy = e if entropy is None else entropy + e
+        total = p if total is None else total.add_(p)
+    if len(members) > 1: total.div_(len(members))
+    return torch.cat([total, entropy / len(members)], 1) if member_entropy else total
 
 # %% ../nbs/03a_forward.ipynb #9ae53ef2
 def compiled_members(members: Sequence[tuple[nn.Module, dict]],  # from model_members

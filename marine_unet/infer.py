@@ -5,7 +5,7 @@
 # %% ../nbs/07_infer.ipynb #1b7fda13
 from __future__ import annotations
 from .core import *
-import errno, hashlib, json, math, os, shutil, tempfile, warnings
+import contextlib, errno, hashlib, json, math, os, queue, shutil, tempfile, threading, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,10 +22,11 @@ from .forward import autocast_dtype, model_device, prepare_model, predict_array,
 from .metrics import Decision, as_decision, decide, decision_dict, clean_classes, _decide_pixels
 
 # %% auto #0
-__all__ = ['CONFIDENCE_BANDS', 'GDAL_CACHE_MB', 'SCENE_DECISION_ROWS', 'as_model', 'normalise_images', 'predict_patches',
-           'tile_origins', 'blend_window', 'described_bands', 'scene_band_indexes', 'probabilities_path',
-           'confidence_path', 'scene_outputs', 'partial_path', 'lock_path', 'confidence_bands', 'map_tags',
-           'predict_scene', 'write_scene', 'export_onnx', 'quantize_onnx', 'onnx_parity', 'save_map_figure']
+__all__ = ['CONFIDENCE_BANDS', 'GDAL_CACHE_MB', 'SCENE_DECISION_ROWS', 'DEFAULT_BATCH_SIZE', 'as_model', 'normalise_images',
+           'predict_patches', 'tile_origins', 'blend_window', 'described_bands', 'scene_band_indexes',
+           'probabilities_path', 'confidence_path', 'scene_outputs', 'partial_path', 'lock_path', 'confidence_bands',
+           'map_tags', 'auto_batch_size', 'predict_scene', 'write_scene', 'export_onnx', 'quantize_onnx', 'onnx_parity',
+           'save_map_figure']
 
 # %% ../nbs/07_infer.ipynb #7cd03892
 def as_model(model: str|os.PathLike|tuple|nn.Module,  # model folder, (model, config) pair, or bare module
@@ -161,9 +162,9 @@ def _check_scaling(scale: float|None, offset: float) -> tuple[float|None, float]
         raise InputError(f"scale={scale!r}: must be a positive number, e.g. 0.0001 for Sentinel-2 digital numbers")
     return float(scale), check_number("offset", offset)
 
-def _check_tiling(tile: int, overlap: int, batch_size: int) -> tuple[int, int, int]:
-    "Tile, overlap and batch size, checked."
-    tile, batch_size = check_integer("tile", tile, 1), check_integer("batch_size", batch_size, 1)
+def _check_tiling(tile: int, overlap: int, batch_size: int|None) -> tuple[int, int, int|None]:
+    "Tile, overlap and batch size (None: chosen later), checked."
+    tile, batch_size = check_integer("tile", tile, 1), None if batch_size is None else check_integer("batch_size", batch_size, 1)
     return tile, check_integer("overlap", overlap, 0, tile - 1), batch_size
 
 def _open_scene(path: Path, model_bands: Sequence[str], scale: float|None=None, by_name: bool=False) -> tuple[rasterio.DatasetReader, list[int]]:
@@ -237,11 +238,11 @@ def _batch_span(xs: list[int], tile_width: int, batch_size: int) -> int:
     "The widest window, in columns, that one batch of tiles covers."
     return max(batch[-1] - batch[0] for batch in _batches(xs, batch_size)) + tile_width
 
-def _stack_tiles(image: np.ndarray, starts: list[int], tile_width: int, out: torch.Tensor) -> np.ndarray:
-    "The (N, C, h, tile_width) tiles of a (C, h, w) window (either layout) starting at columns `starts`, copied into channels-last `out`."
-    window, tiles = torch.from_numpy(image), out[:len(starts)]
+def _stack_tiles(image: np.ndarray|torch.Tensor, starts: list[int], tile_width: int, out: torch.Tensor) -> torch.Tensor:
+    "The (N, C, h, tile_width) tiles of a (C, h, w) window (either layout, on out's device) starting at columns `starts`, copied into channels-last `out`."
+    window, tiles = torch.as_tensor(image), out[:len(starts)]
     for tile, x in zip(tiles, starts): tile.copy_(window[:, :, x:x + tile_width])
-    return tiles.numpy()
+    return tiles
 
 def _window_view(buffer: np.ndarray, channels: int, height: int, width: int, interleaving: Interleaving|None) -> np.ndarray:
     "A (C, height, width) view of the start of a flat buffer, laid out as the file: (height, width, C) for pixel-interleaved files."
@@ -249,26 +250,28 @@ def _window_view(buffer: np.ndarray, channels: int, height: int, width: int, int
     if interleaving == Interleaving.pixel: return start.reshape(height, width, channels).transpose(2, 0, 1)
     return start.reshape(channels, height, width)
 
-def _strip_buffers(classes: int, channels: int, height: int, span: int, tiles: int, tile_width: int) -> tuple[torch.Tensor, ...]:
-    "What a strip is summed in, allocated once and reused strip after strip: sums (K, h, span), weights and no-data (h, span), a channels-last tile batch."
-    return (torch.empty((classes, height, span)), torch.empty((height, span)), torch.empty((height, span), dtype=torch.bool),
-            torch.empty((tiles, channels, height, tile_width), memory_format=torch.channels_last))
+def _strip_buffers(classes: int, channels: int, height: int, span: int, tiles: int, tile_width: int,
+                   device: torch.device=torch.device("cpu"),   # where the strip is blended
+                  ) -> tuple[torch.Tensor, ...]:
+    "What a strip is summed in, allocated once on `device` and reused strip after strip: sums (K, h, span), weights (h, span), a channels-last tile batch."
+    return (torch.empty((classes, height, span), device=device), torch.empty((height, span), device=device),
+            torch.empty((tiles, channels, height, tile_width), memory_format=torch.channels_last, device=device))
 
-def _strip_blocks(predict: Callable[[np.ndarray], np.ndarray], # normalised (N, C, h, w) tiles -> probabilities (N, K, h, w)
-                  read: Callable[[int, int], tuple[np.ndarray, np.ndarray]], # (x, width) -> normalised (C, h, width) window, its no-data (h, width)
-                  xs: list[int], tile_width: int, width: int, window: np.ndarray, batch_size: int,
+def _strip_blocks(predict: Callable[[torch.Tensor], torch.Tensor], # normalised (N, C, h, w) tiles -> probabilities (N, K, h, w), on the tiles' device
+                  image: torch.Tensor,      # the strip's normalised (C, h, W) window (either layout), on the buffers' device
+                  invalid: torch.Tensor,    # its no-data pixels (h, W), on the same device
+                  empty: set[int],          # columns of the tiles without a valid pixel: skipped
+                  xs: list[int], tile_width: int, window: torch.Tensor, batch_size: int,
                   buffers: tuple[torch.Tensor, ...],  # from _strip_buffers, for at least _batch_span columns and min(batch_size, len(xs)) tiles
                  ):
-    "Yield (x0, x1, probability sums (K, h, x1-x0), weight sums (h, x1-x0), no-data (h, x1-x0)) of one strip, left to right, as tensors."
-    window, batches, (sums, weights, invalid, tiles) = torch.from_numpy(window), _batches(xs, batch_size), buffers
+    "Yield (x0, x1, probability sums (K, h, x1-x0), weight sums (h, x1-x0), no-data (h, x1-x0)) of one strip, left to right, as tensors on its device."
+    width, batches, (sums, weights, tiles) = image.shape[-1], _batches(xs, batch_size), buffers
     kept = 0                                          # columns at the left of the buffers carried from the last batch
     for n, batch_xs in enumerate(batches):
         x0, x_end = batch_xs[0], batch_xs[-1] + tile_width
-        image, image_invalid = read(x0, x_end - x0)  # one read per batch, covering its tiles
-        invalid[:, kept:x_end - x0] = torch.from_numpy(image_invalid[:, kept:])
-        todo = [x - x0 for x in batch_xs if not invalid[:, x - x0:x - x0 + tile_width].all()]  # all-nodata tiles are skipped
+        todo = [x - x0 for x in batch_xs if x not in empty]   # known on the host: nothing waits for the device
         filled = kept                                 # columns [0, filled) of the buffers hold sums, the rest is stale
-        probs = torch.from_numpy(predict(_stack_tiles(image, todo, tile_width, tiles))) if todo else []
+        probs = predict(_stack_tiles(image[:, :, x0:x_end], todo, tile_width, tiles)) if todo else []
         for x, p in zip(todo, probs):
             if x > filled: sums[:, :, filled:x] = 0; weights[:, filled:x] = 0   # under skipped tiles only
             new = max(x, filled) - x                  # the tile's first column no earlier tile reached
@@ -278,9 +281,9 @@ def _strip_blocks(predict: Callable[[np.ndarray], np.ndarray], # normalised (N, 
             filled = x + tile_width
         sums[:, :, filled:x_end - x0] = 0; weights[:, filled:x_end - x0] = 0
         x1 = batches[n + 1][0] if n + 1 < len(batches) else width  # no later tile of the strip reaches x < x1
-        yield x0, x1, sums[:, :, :x1 - x0], weights[:, :x1 - x0], invalid[:, :x1 - x0]
+        yield x0, x1, sums[:, :, :x1 - x0], weights[:, :x1 - x0], invalid[:, x0:x1]
         kept = x_end - x1                                          # move the columns still in flight to the left
-        for buffer in (sums, weights, invalid): buffer[..., :kept] = buffer[..., x1 - x0:x_end - x0].clone()
+        for buffer in (sums, weights): buffer[..., :kept] = buffer[..., x1 - x0:x_end - x0].clone()
 
 # %% ../nbs/07_infer.ipynb #2bb4de06
 def partial_path(dst_tif: str|Path  # the class-map file
@@ -372,7 +375,7 @@ def _first_argmax(scores: torch.Tensor,           # (K, h, w), K < 256
     "uint8 index of the largest of (K, h, w) scores along K (the first of equal ones, as numpy's argmax, several times faster on CPU), and that score (NaN if any is)."
     best, count = scores.amax(0), len(scores)
     equal = scores == best if scratch is None else torch.eq(scores, best, out=scratch[:scores.numel()].view(scores.shape))
-    codes = equal.view(torch.uint8).mul_(torch.arange(count, 0, -1, dtype=torch.uint8).view(-1, 1, 1))  # K - k where k is best
+    codes = equal.view(torch.uint8).mul_(torch.arange(count, 0, -1, dtype=torch.uint8, device=scores.device).view(-1, 1, 1))  # K - k where k is best
     return torch.rsub(codes.amax(0), count), best           # the largest code is the first best k; none (NaN): K
 
 CONFIDENCE_BANDS = ("max_probability", "entropy", "member_disagreement")  # the bands of <dst stem>_confidence.tif
@@ -394,17 +397,17 @@ def _finish_strip(sums: torch.Tensor, weights: torch.Tensor, invalid: torch.Tens
                   confidence: int=0,                # confidence bands to return: 0, 2, or 3 (with member disagreement)
                   decision: Decision|None=None,     # a per-pixel decision to apply here (a spatial one is applied to the whole scene later)
                   scratch: torch.Tensor|None=None,  # bool, at least K·h·w elements, for the arg-max to work in
-                 ) -> tuple[np.ndarray, np.ndarray|None, np.ndarray|None]:
-    "Classes uint8, and if asked probabilities float32 (NaN at nodata) and confidence bands uint8, of finished pixels from their weighted sums."
+                 ) -> tuple[torch.Tensor|None, torch.Tensor|None, torch.Tensor|None]:
+    "Classes uint8 (None with a per-pixel decision, which the caller applies to the probabilities on the host), probabilities float32 (NaN at nodata; if asked or for the decision) and confidence bands uint8 (if asked) of finished pixels from their weighted sums, as tensors on their device."
     nodata = invalid | (weights == 0)                      # weight 0 only where every covering tile had no data
     per_pixel = decision is not None and not decision.spatial
     p = (sums[:classes] / weights).masked_fill_(nodata, float("nan")) if probabilities or confidence or per_pixel else None
-    if per_pixel: labels = decide(p.numpy(), decision)     # NaN (no data, or a model that gave NaN): no class
-    else:
+    labels = None
+    if not per_pixel:
         labels, best = _first_argmax(sums[:classes], scratch)   # the weights divide out of the argmax
-        labels = labels.masked_fill_(nodata | best.isnan(), NODATA_CLASS).numpy()
-    bands = confidence_bands(p, sums[classes] / weights if confidence == 3 else None).numpy() if confidence else None
-    return labels, (p.numpy() if probabilities else None), bands
+        labels = labels.masked_fill_(nodata | best.isnan(), NODATA_CLASS)
+    bands = confidence_bands(p, sums[classes] / weights if confidence == 3 else None) if confidence else None
+    return labels, (p if probabilities or per_pixel else None), bands
 
 def _memmap(work: Path, name: str, dtype: type, shape: tuple[int, ...]) -> np.memmap:
     "A .npy memmap `<name>.npy.tmp` in `work`, its disk space reserved, renamed to `<name>.npy` by _commit_memmap."
@@ -423,56 +426,94 @@ def _commit_memmap(array: np.memmap|None, work: Path, name: str):
     if array is None: return
     array.flush(); del array; commit_file(work/f"{name}.npy.tmp", work/f"{name}.npy")
 
+def _copied(device: torch.device) -> torch.cuda.Event|None:
+    "An event recorded on a CUDA device's stream after the copies queued so far (None on other devices: their copies are done)."
+    if device.type != "cuda": return None
+    event = torch.cuda.Event(); event.record(torch.cuda.current_stream(device))
+    return event
+
+def _strip_outputs(device: torch.device|None, rows: np.ndarray, probs: np.ndarray|None, sure: np.ndarray|None,
+                   classes: int, per_pixel: bool) -> tuple[torch.Tensor, torch.Tensor|None, torch.Tensor|None]:
+    "Where a strip's classes, probabilities and confidence are put block by block: the host arrays themselves (device None), or tensors on `device`."
+    if device is None: return tuple(None if a is None else torch.from_numpy(a) for a in (rows, probs, sure))
+    done, width = rows.shape
+    return (torch.empty((done, width), dtype=torch.uint8, device=device),
+            torch.empty((classes, done, width), device=device) if probs is not None or per_pixel else None,
+            None if sure is None else torch.empty(sure.shape, dtype=torch.uint8, device=device))
+
+def _copy_back(outputs: tuple[torch.Tensor, ...], rows: np.ndarray, probs: np.ndarray|None, sure: np.ndarray|None, decision: Decision|None):
+    "Copy a strip's outputs from the device into the host arrays, each once; a per-pixel decision is applied to the probabilities there."
+    out_rows, out_probs, out_sure = outputs
+    host_probs = None
+    if out_probs is not None:
+        host_probs = probs if probs is not None else np.empty(out_probs.shape, np.float32)
+        torch.from_numpy(host_probs).copy_(out_probs)
+    if decision is not None and not decision.spatial: rows[:] = decide(host_probs, decision)   # NaN (no data, or NaN from the model): no class
+    else: torch.from_numpy(rows).copy_(out_rows)
+    if sure is not None: torch.from_numpy(sure).copy_(out_sure)
+
 def _predict_strips(predict: Callable, src: rasterio.DatasetReader, indexes: list[int], config: dict, tile: int, overlap: int,
                     batch_size: int, work: Path, first: int, progress: bool,
                     probabilities: bool, confidence: int, decision: Decision|None,
-                    scale: float|None=None, offset: float=0.0):   # reflectance = value · scale + offset (None: the values are reflectance)
-    "Predict strips `first`.. of the scene into `work`, strip by strip, carrying the shared rows' sums down."
+                    scale: float|None=None, offset: float=0.0,   # reflectance = value · scale + offset (None: the values are reflectance)
+                    device: torch.device|None=None,              # blend and arg-max there, one copy back a strip (predict takes and gives tensors); None: on the host, in place
+                    env: Callable[[], Any]|None=None):           # the GDAL settings the reader thread reads under
+    "Predict strips `first`.. of the scene into `work`, strip by strip (the next one read meanwhile), carrying the shared rows' sums down."
     height, width, classes = src.height, src.width, len(config["class_names"])
+    on = device or torch.device("cpu")                       # where the strip's tensors live
     channels = classes + (confidence == 3)                   # the members' mean entropy is blended like the probabilities
     ys, xs = tile_origins(height, tile, overlap), tile_origins(width, tile, overlap)
     tile_height, tile_width = min(tile, height), min(tile, width)
     # one tile: nothing to blend, and weights of exactly 1 pass the probabilities through to the bit
     window = blend_window(tile_height, tile_width) if len(ys) * len(xs) > 1 else np.ones((tile_height, tile_width), np.float32)
+    window = torch.from_numpy(window).to(on)
     span = _batch_span(xs, tile_width, batch_size)
-    buffer = np.empty(len(indexes) * tile_height * span, np.float32)   # windows are read into it, batch after batch
-    scratch = torch.empty(classes * tile_height * span, dtype=torch.bool)   # the arg-max works in it
-    strip_buffers = _strip_buffers(channels, len(indexes), tile_height, span, min(batch_size, len(xs)), tile_width)
+    scratch = torch.empty(classes * tile_height * span, dtype=torch.bool, device=on)   # the arg-max works in it
+    strip_buffers = _strip_buffers(channels, len(indexes), tile_height, span, min(batch_size, len(xs)), tile_width, on)
     finished = [(ys[i + 1] if i + 1 < len(ys) else height) - ys[i] for i in range(len(ys))]  # each strip's rows no later strip reaches
     shared_rows = max(tile_height - done for done in finished)
-    carries = [torch.empty((channels + 1) * shared_rows * width) for _ in range(2)]  # this strip's and the last one's, in turns
+    carries = [torch.empty((channels + 1) * shared_rows * width, device=on) for _ in range(2)]  # this strip's and the last one's, in turns
     carry = None
     if first > 0 and first < len(ys):
-        saved = torch.from_numpy(np.load(_carry_path(work, first - 1)))
+        saved = torch.from_numpy(np.load(_carry_path(work, first - 1))).to(on)
         carry = (saved[:-1], saved[-1])
-    with tqdm(total=len(ys) * len(xs), initial=first * len(xs), unit="tile", disable=not progress, desc=Path(src.name).name) as bar:
+    per_pixel = decision is not None and not decision.spatial
+    forward = predict if device is not None else lambda tiles: torch.from_numpy(predict(tiles.numpy()))
+    windows = [(b[0], b[-1] + tile_width - b[0]) for b in _batches(xs, batch_size)]   # the batches' windows, for read errors
+    read = lambda i, image, invalid: _read_strip(src, indexes, ys[i], windows, image, invalid, config, scale, offset)
+    with _StripReader(read, range(first, len(ys)), (len(indexes), tile_height, width), src.interleaving, on.type == "cuda", env=env) as reader, \
+         torch.inference_mode(), \
+         tqdm(total=len(ys) * len(xs), initial=first * len(xs), unit="tile", disable=not progress, desc=Path(src.name).name) as bar:
         for i in range(first, len(ys)):
-            y, done = ys[i], finished[i]
+            done, strip = finished[i], reader.next()
+            image, invalid = (torch.from_numpy(a).to(on, non_blocking=True) for a in strip)   # one copy to the device a strip (none on the host)
+            copied = _copied(on)
+            empty = {x for x in xs if strip[1][:, x:x + tile_width].all()}    # tiles without a valid pixel
             rows = np.empty((done, width), np.uint8)
             probs = _memmap(work, f"probabilities_{i:05d}", np.float32, (classes, done, width)) if probabilities else None
             sure = _memmap(work, f"confidence_{i:05d}", np.uint8, (confidence, done, width)) if confidence else None
+            outputs = _strip_outputs(device, rows, probs, sure, classes, per_pixel)
             below = carries[i % 2][:(channels + 1) * (tile_height - done) * width].view(channels + 1, tile_height - done, width)  # the sums of the rows the next strip shares, then their weights
-            def read(x: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-                raw = _read(src, indexes, y, x, tile_height, w, out=_window_view(buffer, len(indexes), tile_height, w, src.interleaving))
-                invalid = _invalid_pixels(raw, src.nodata)   # on the file's own values, where its nodata value is
-                if src.nodata is not None and not np.isnan(src.nodata): np.putmask(raw, raw == np.float32(src.nodata), np.float32(np.nan))  # then as NaN: the band mean
-                if scale is not None: np.multiply(raw, np.float32(scale), out=raw); np.add(raw, np.float32(offset), out=raw)
-                return _normalise_inplace(raw, config), invalid
-            blocks = _strip_blocks(predict, read, xs, tile_width, width, window, batch_size, strip_buffers)
-            for x0, x1, sums, weights, invalid in blocks:
+            blocks = _strip_blocks(forward, image, invalid, empty, xs, tile_width, window, batch_size, strip_buffers)
+            for x0, x1, sums, weights, block_invalid in blocks:
                 if carry is not None:
                     shared = carry[1].shape[0]
                     sums[:, :shared].add_(carry[0][:, :, x0:x1]); weights[:shared].add_(carry[1][:, x0:x1])
-                block_classes, block_probs, block_sure = _finish_strip(sums[:, :done], weights[:done], invalid[:done], classes,
-                                                                       probs is not None, confidence, decision, scratch)
-                rows[:, x0:x1] = block_classes
-                if probs is not None: probs[:, :, x0:x1] = block_probs
-                if sure is not None: sure[:, :, x0:x1] = block_sure
+                labels, p, bands = _finish_strip(sums[:, :done], weights[:done], block_invalid[:done], classes,
+                                                 probs is not None, confidence, decision, scratch)
+                if labels is not None: outputs[0][:, x0:x1] = labels
+                elif device is None: rows[:, x0:x1] = decide(p.numpy(), decision)   # NaN (no data, or NaN from the model): no class
+                if outputs[1] is not None: outputs[1][:, :, x0:x1] = p
+                if outputs[2] is not None: outputs[2][:, :, x0:x1] = bands
                 below[:-1, :, x0:x1], below[-1, :, x0:x1] = sums[:, done:], weights[done:]
                 bar.update(len([x for x in xs if x0 <= x < x1]))
+            if device is not None: _copy_back(outputs, rows, probs, sure, decision)   # waits for the device's work on the strip
+            if copied is not None: copied.synchronize()      # the pinned buffers are free once their copy is done
+            reader.release(strip)
+            del outputs
             _commit_memmap(probs, work, f"probabilities_{i:05d}"); _commit_memmap(sure, work, f"confidence_{i:05d}"); del probs, sure
             carry = (below[:-1], below[-1]) if i + 1 < len(ys) else None
-            _save_strip(work, i, rows, below.numpy() if carry is not None else None)
+            _save_strip(work, i, rows, below.cpu().numpy() if carry is not None else None)
 
 # %% ../nbs/07_infer.ipynb #ad27392a
 GDAL_CACHE_MB = 64  # GDAL block-cache cap while predicting a scene; GDAL's own default is 5 % of the RAM
@@ -536,20 +577,135 @@ def _assemble(src: rasterio.DatasetReader, work: Path, dst_tif: Path, members: S
             out.descriptions = CONFIDENCE_BANDS[:confidence]
             _write_parts(out, [work/f"confidence_{i:05d}.npy" for i in range(strips)])
 
+# %% ../nbs/07_infer.ipynb #5e0a1c05
+DEFAULT_BATCH_SIZE = 8  # tiles per forward pass of predict_scene unless given, on CPUs and every device but CUDA
+
+def auto_batch_size(free_bytes: int,       # device memory free for the run, bytes
+                    tile_bytes: int,       # peak memory one tile's forward pass takes, bytes (measured)
+                    fraction: float=0.5,   # share of the free memory the batches may take
+                    most: int=64,          # no more tiles than this a batch
+                   ) -> int:
+    "Tiles per forward pass: as many as fit `fraction` of the free memory at `tile_bytes` a tile, between 1 and `most`."
+    return max(1, min(most, int(free_bytes * fraction) // max(1, int(tile_bytes))))
+
+def _tile_bytes(members: Sequence[tuple[nn.Module, dict]], channels: int, height: int, width: int, tta: bool,
+                dtype: torch.dtype|None, device: torch.device) -> int:
+    "The most device memory one (channels, height, width) tile's forward pass adds, over the members (CUDA)."
+    x, peaks = torch.zeros((1, channels, height, width), device=device), []
+    for model, _ in members:
+        torch.cuda.synchronize(device); torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        predict_array(model, x, 1, tta, device, input_multiple(model), dtype)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+    return max(peaks)
+
+def _scene_batch_size(members: Sequence[tuple[nn.Module, dict]], channels: int, height: int, width: int, tta: bool,
+                      dtype: torch.dtype|None, device: torch.device) -> int:
+    "DEFAULT_BATCH_SIZE off CUDA; on CUDA, auto_batch_size of the free memory and one tile's measured footprint."
+    if device.type != "cuda": return DEFAULT_BATCH_SIZE
+    tile_bytes = _tile_bytes(members, channels, height, width, tta, dtype, device)
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return auto_batch_size(free, tile_bytes)
+
+def _saved_batch_size(work: Path) -> int|None:
+    "The batch size a partial run in `work` recorded in its key (None if there is none to read)."
+    try: saved = json.loads((work/"key.json").read_text()).get("batch_size")
+    except (OSError, ValueError, AttributeError): return None
+    return saved if isinstance(saved, int) and not isinstance(saved, bool) and saved > 0 else None
+
+_BLEND_ON_DEVICE: bool|None = None   # None: blend on the device for CUDA models only; True: also on the CPU (tests run the device path there)
+
+def _blend_device(run_device: torch.device) -> torch.device|None:
+    "Where predict_scene blends and arg-maxes strips: the model's CUDA device, or None for the host path."
+    return run_device if run_device.type == "cuda" or _BLEND_ON_DEVICE else None
+
+def _scene_env() -> rasterio.Env:
+    "The GDAL settings a scene is read under (GDAL reads them when the file opens; the reader thread sets them too)."
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True, GDAL_NUM_THREADS=torch.get_num_threads())
+
+
+# %% ../nbs/07_infer.ipynb #5e0a1c02
+def _read_strip(src: rasterio.DatasetReader, indexes: list[int], y: int,
+                windows: list[tuple[int, int]],   # (x, width) of the strip's batches: read one by one if the whole strip cannot be
+                image: np.ndarray,                # float32 (C, h, W) buffer (either layout) the strip is read into, then normalised
+                invalid: np.ndarray,              # bool (h, W) buffer for its no-data pixels
+                config: dict[str, Any],           # the model config (mean and std)
+                scale: float|None=None, offset: float=0.0):   # reflectance = value · scale + offset (None: the values are reflectance)
+    "Read the strip at row `y` into `image` and its no-data pixels into `invalid`, then scale and normalise it in place."
+    height, width = image.shape[1:]
+    try: _read(src, indexes, y, 0, height, width, out=image)              # the whole strip in one read
+    except InputError:                                                      # name the first unreadable window, as reading batch by batch did
+        for x, w in windows: image[:, :, x:x + w] = _read(src, indexes, y, x, height, w)
+    invalid[...] = _invalid_pixels(image, src.nodata)   # on the file's own values, where its nodata value is
+    if src.nodata is not None and not np.isnan(src.nodata): np.putmask(image, image == np.float32(src.nodata), np.float32(np.nan))  # then as NaN: the band mean
+    if scale is not None: np.multiply(image, np.float32(scale), out=image); np.add(image, np.float32(offset), out=image)
+    _normalise_inplace(image, config)
+
+class _StripReader:
+    "Reads strips on a background thread, up to `ahead` strips before the one being predicted, into `ahead + 1` buffers taken in turns (pinned for CUDA)."
+    def __init__(self, read: Callable[[int, np.ndarray, np.ndarray], None],  # (strip, image, invalid): fills the buffers
+                 strips: Sequence[int],                     # the strips to read, in order
+                 shape: tuple[int, int, int],               # (C, h, W) of a strip
+                 interleaving: Interleaving|None,           # the file's layout, which the image buffers take
+                 pin: bool=False,                           # page-locked buffers, for non-blocking copies to CUDA
+                 ahead: int=1,                              # strips read before they are due
+                 env: Callable[[], Any]|None=None):         # a context the thread reads in (the GDAL settings)
+        channels, height, width = shape
+        self.free, self.ready, self.stop = queue.Queue(), queue.Queue(), threading.Event()
+        for _ in range(ahead + 1):
+            flat = torch.empty(channels * height * width, pin_memory=pin).numpy()
+            self.free.put((_window_view(flat, channels, height, width, interleaving), torch.empty((height, width), dtype=torch.bool, pin_memory=pin).numpy()))
+        self.thread = threading.Thread(target=self._run, args=(read, list(strips), env), name="marine_unet strip reader", daemon=True)
+        self.thread.start()
+
+    def _run(self, read, strips, env):
+        with env() if env is not None else contextlib.nullcontext():
+            for i in strips:
+                buffers = self._take()
+                if buffers is None: return                              # stopped
+                try: read(i, *buffers)
+                except BaseException as e: self.ready.put(e); return    # raised in the caller when the strip is due
+                self.ready.put(buffers)
+
+    def _take(self):
+        "A free buffer pair, or None once stopped."
+        while not self.stop.is_set():
+            try: return self.free.get(timeout=0.05)
+            except queue.Empty: pass
+
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        "The next strip's (image, invalid), waiting for it; raises what reading it raised."
+        item = self.ready.get()
+        if isinstance(item, BaseException): raise item
+        return item
+
+    def release(self, buffers: tuple[np.ndarray, np.ndarray]):
+        "Hand a strip's buffers back for a later strip."
+        self.free.put(buffers)
+
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        self.stop.set(); self.thread.join()       # a read under way finishes first
+
+
 # %% ../nbs/07_infer.ipynb #2509e264
 def _predict_into(src, indexes, src_tif, dst_tif, members, predict, outputs, decision, tile, overlap, batch_size, tta, probabilities,
                   bands, precision, run_device, resume, overwrite, progress, scale, offset, by_name, compiled=False):
     "predict_scene's work once everything is checked and the output is locked: strips, the decision, the files, then the work folder goes."
     config, spatial = members[0][1], decision is not None and decision.spatial
+    work, device = partial_path(dst_tif), _blend_device(run_device)
+    batch_size = batch_size or (_saved_batch_size(work) if resume else None) or \
+                 _scene_batch_size(members, len(indexes), min(tile, src.height), min(tile, src.width), tta, autocast_dtype(precision, run_device), run_device)
     key = _resume_key(src_tif, members, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta, probabilities=probabilities,
                       precision=precision, device=run_device.type, confidence=bands, decision=None if decision is None else decision_dict(decision),
-                      scale=scale, offset=offset, bands_by_name=by_name, **({"compile": True} if compiled else {}))   # compiled: other rounding
-    work = partial_path(dst_tif)
+                      scale=scale, offset=offset, bands_by_name=by_name, **({"compile": True} if compiled else {}),   # compiled: other rounding
+                      **({"blend_on_device": True} if device is not None else {}))   # blended on the GPU: other rounding
     first = _start_partial(work, key, resume, overwrite)
     if resume or overwrite:
         for out in outputs: remove_interrupted_writes(dst_tif.parent, out.name)
     strips = len(tile_origins(src.height, tile, overlap))
-    _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, first, progress, probabilities or spatial, bands, decision, scale, offset)
+    _predict_strips(predict, src, indexes, config, tile, overlap, batch_size, work, first, progress, probabilities or spatial, bands, decision,
+                    scale, offset, device, _scene_env)
     if spatial: _decide_scene(work, strips, decision)
     _assemble(src, work, dst_tif, members, strips, probabilities, bands, decision, tta)
     (work/"key.json").unlink()      # first: a removal cut short leaves a keyless folder, which is started afresh
@@ -560,7 +716,7 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
                   dst_tif: str|os.PathLike,                # class-map GeoTIFF to write
                   tile: int=256,                           # tile side, pixels
                   overlap: int=32,                         # least number of pixels shared by neighbouring tiles
-                  batch_size: int=8,                       # most tiles per forward pass (a strip's tiles are split evenly)
+                  batch_size: int|None=None,               # most tiles per forward pass (a strip's tiles are split evenly); None: 8, on CUDA from the free memory
                   tta: bool=False,                         # average the 8 dihedral views
                   probabilities: bool=False,               # also write <dst stem>_probabilities.tif (float32, one band a class)
                   device: str|torch.device="cpu",          # where to run the model
@@ -590,9 +746,8 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
     _check_destination(src_tif, outputs, overwrite, resume)
     bands = (3 if len(members) > 1 else 2) if confidence else 0
     forward_members = compiled_members(members, bool(compile))
-    predict = lambda x: members_probabilities(forward_members, x, batch_size, bool(tta), autocast, member_entropy=bands == 3)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GTIFF_DIRECT_IO=True,    # GDAL reads these when the file opens
-                      GDAL_NUM_THREADS=torch.get_num_threads()):
+    predict = lambda x: members_probabilities(forward_members, x, len(x), bool(tta), autocast, member_entropy=bands == 3)  # x: one batch
+    with _scene_env():
         src, indexes = _open_scene(src_tif, config["bands"], scale, bool(bands_by_name))
         with src:
             _check_writable(dst_tif)
