@@ -14,16 +14,17 @@ from torch import nn
 from .core import *
 import segmentation_models_pytorch as smp
 import timm
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open as _safe_open
 from safetensors.torch import load_file as _load_safetensors, save_file as _save_safetensors
 
 # %% auto #0
 __all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SUFFIXES', 'S2_L1C_BANDS', 'S2_L2A_BANDS',
-           'CHECKPOINT_BANDS', 'MODEL_FORMAT_VERSION', 'from_pretrained', 'architecture_name', 'check_encoder',
-           'conv_block', 'AttentionGate', 'SelfAttention', 'AttentionUNet', 'MaridaUNet', 'build_model',
-           'input_multiple', 'read_state_dict', 'adapt_first_conv', 'select_band_filters', 'load_encoder_weights',
-           'WithSpectralIndices', 'unwrap_model', 'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model',
-           'model_dir', 'load_model']
+           'CHECKPOINT_BANDS', 'CHANNELS_KEY', 'MODEL_FORMAT_VERSION', 'from_pretrained', 'architecture_name',
+           'check_encoder', 'conv_block', 'AttentionGate', 'SelfAttention', 'AttentionUNet', 'MaridaUNet',
+           'build_model', 'input_multiple', 'WithSpectralIndices', 'read_state_dict', 'adapt_first_conv',
+           'select_band_filters', 'index_filters', 'checkpoint_channels', 'load_encoder_weights', 'unwrap_model',
+           'freeze_encoder', 'unfreeze', 'count_parameters', 'save_model', 'model_dir', 'load_model',
+           'save_encoder_weights']
 
 # %% ../nbs/03_model.ipynb #ebf037b8
 SMP_ARCHITECTURES = tuple(smp.MODEL_ARCHITECTURES_MAPPING)  # smp's architectures, by lower-case class name
@@ -189,8 +190,8 @@ def _weights_file(encoder_weights: str|os.PathLike|None) -> Path|None:
     if encoder_weights is None: return None
     if isinstance(encoder_weights, (str, os.PathLike)) and Path(encoder_weights).is_file(): return Path(encoder_weights)
     raise InputError(f"encoder_weights={encoder_weights!r}: not an existing file. marine_unet never downloads weights: "
-                     f"pass None (random initialisation) or the path of a local 3-band weights file "
-                     f"(.safetensors, .pth or .pt), e.g. an ImageNet encoder checkpoint you downloaded yourself")
+                     f"pass None (random initialisation) or the path of a local encoder weights file (.safetensors, .pth or .pt): "
+                     f"RGB (e.g. an ImageNet checkpoint you downloaded yourself), Sentinel-2 (12/13 bands) or one written by save_encoder_weights")
 
 # %% ../nbs/03_model.ipynb #880ec310
 def _check_kwargs(arch: str, encoder: str|None, kwargs: dict[str, Any]):
@@ -203,12 +204,41 @@ def _check_kwargs(arch: str, encoder: str|None, kwargs: dict[str, Any]):
     if unknown and not (encoder or "").startswith("tu-"):
         raise InputError(f"{', '.join(unknown)}: not argument(s) of arch={arch!r}; it takes {sorted(named)}")
 
+# %% ../nbs/03_model.ipynb #a9644997
+def _model_bands(bands: Sequence[str]|None, in_channels: int) -> list[str]:
+    "The model's band names: `bands` checked against `in_channels`, or the 11 MARIDA bands."
+    if bands is None:
+        if in_channels != len(BAND_NAMES): raise InputError(f"bands: name the model's {in_channels} bands (None means all 11)")
+        return list(BAND_NAMES)
+    names = [BAND_NAMES[i] for i in band_indices(bands)]
+    if len(names) != in_channels: raise InputError(f"bands={names}: {len(names)} bands for a model with {in_channels} input channels")
+    return names
+
+def _key_difference(expected: Sequence[str], found: Sequence[str], show: int=4) -> str:
+    "Describe missing and unexpected keys briefly."
+    missing, unexpected = [k for k in expected if k not in set(found)], [k for k in found if k not in set(expected)]
+    brief = lambda ks: f"{ks[:show]}" + (f" (+{len(ks) - show} more)" if len(ks) > show else "")
+    return "; ".join(([f"missing keys {brief(missing)}"] if missing else []) + ([f"unexpected keys {brief(unexpected)}"] if unexpected else []))
+
+def _check_state(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], what: str, skip: str|None=None):
+    "Error naming `what` unless `state` has exactly the keys and shapes of `target` (key `skip` unchecked in shape)."
+    difference = _key_difference(list(target), list(state))
+    if difference: raise InputError(f"{what}: {difference}")
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items() if k != skip and state[k].shape != v.shape]
+    if wrong: raise InputError(f"{what}: shapes differ (file vs model) {wrong[:4]}" + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
+
+def _first_conv(encoder: nn.Module) -> tuple[str, nn.Conv2d]:
+    "Name and module of the encoder's first Conv2d."
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.Conv2d): return name, module
+    raise InputError(f"encoder {type(encoder).__name__}: has no Conv2d")
+
 # %% ../nbs/03_model.ipynb #fe8ab863
 def build_model(arch: str="unet",                            # architecture (see ARCHITECTURES), any case
                 encoder: str|None="resnet34",                # encoder of smp architectures (ignored by in-package ones)
                 in_channels: int=11,                         # input bands
                 classes: int=11,                             # output classes
-                encoder_weights: str|os.PathLike|None=None,  # None, or a local encoder weights file: 3-band (RGB) or Sentinel-2 (12/13 bands)
+                encoder_weights: str|os.PathLike|None=None,  # None, or a local encoder weights file: RGB, Sentinel-2 (12/13 bands) or save_encoder_weights'
                 bands: Sequence[str]|None=None,              # band order of the input (places RGB filters); None = the 11 MARIDA bands
                 features: str|Sequence[str]=(),              # spectral indices computed from the bands as extra input channels (SPECTRAL_INDICES)
                 mean: Sequence[float]|None=None,             # the bands' normalisation mean (features undo it); None = official
@@ -220,7 +250,6 @@ def build_model(arch: str="unet",                            # architecture (see
     weights = _weights_file(encoder_weights)
     if weights is not None or features: bands = _model_bands(bands, in_channels)
     features = parse_features(features, bands or BAND_NAMES)
-    if features and weights is not None: raise InputError("encoder_weights: not with features yet (the first convolution would take extra channels)")
     net_channels = in_channels + len(features)
     if arch in OWN_ARCHITECTURES:
         if weights is not None: raise InputError(f"encoder_weights: arch={arch!r} has no pretrained encoder; use an smp architecture")
@@ -234,9 +263,9 @@ def build_model(arch: str="unet",                            # architecture (see
     except (TypeError, ValueError, KeyError) as e:
         if isinstance(e, InputError): raise
         raise InputError(f"arch={arch!r}, encoder={encoder!r}, kwargs={kwargs}: cannot be built: {e}") from None
-    if weights is not None: load_encoder_weights(model, weights, bands=bands)
-    source = getattr(model, "marine_unet_encoder_weights", None) or {}
     if features: model = WithSpectralIndices(model, bands, features, *_band_normalisation(bands, mean, std))
+    if weights is not None: load_encoder_weights(model, weights, bands=bands)   # after wrapping: the first conv reads bands + indices
+    source = getattr(model, "marine_unet_encoder_weights", None) or {}
     model.marine_unet_config = {"arch": arch, "encoder": encoder, "in_channels": in_channels, "classes": classes, "kwargs": dict(kwargs),
                                 "encoder_weights_file": str(weights) if weights else None} | ({"features": list(features)} if features else {}) | \
                                ({"encoder_weights_sha256": source["sha256"], "encoder_weights_bands": source["bands"]} if source else {})
@@ -248,6 +277,36 @@ def input_multiple(model: nn.Module  # a model from build_model
     if hasattr(model, "required_input_multiple"): return int(model.required_input_multiple)
     if getattr(model, "requires_divisible_input_shape", False): return int(model.encoder.output_stride)
     return 1
+
+# %% ../nbs/03_model.ipynb #bdd32577
+class WithSpectralIndices(nn.Module):
+    "A network fed its bands plus spectral indices computed from them inside the forward pass."
+    def __init__(self, net: nn.Module,           # the network, built for len(bands) + len(features) input channels
+                 bands: Sequence[str],           # the input's bands, in order
+                 features: Sequence[str],        # index names (SPECTRAL_INDICES)
+                 mean: Sequence[float],          # the bands' normalisation mean
+                 std: Sequence[float]):          # the bands' normalisation std
+        super().__init__()
+        self.net, self.bands, self.features = net, tuple(bands), parse_features(features, bands)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1))
+        self.feature_norm = nn.BatchNorm2d(len(self.features))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        indices = spectral_indices(x.float() * self.std + self.mean, self.bands, self.features)
+        return self.net(torch.cat([x, self.feature_norm(indices).to(x.dtype)], dim=1))
+    def __getattr__(self, name: str):
+        try: return super().__getattr__(name)
+        except AttributeError:
+            net = self._modules.get("net")
+            if net is None: raise
+            return getattr(net, name)    # encoder, freeze_encoder, required_input_multiple, ... of the wrapped network
+
+def _band_normalisation(bands: Sequence[str], mean: Sequence[float]|None, std: Sequence[float]|None) -> tuple[list, list]:
+    "The bands' normalisation mean and std: the given ones (one per band), else the official MARIDA statistics."
+    official = band_stats(bands)
+    mean, std = (official[0] if mean is None else mean), (official[1] if std is None else std)
+    if len(mean) != len(bands) or len(std) != len(bands): raise InputError(f"mean, std: need one value per band ({len(bands)})")
+    return [float(v) for v in mean], [float(v) for v in std]
 
 # %% ../nbs/03_model.ipynb #ed38e8f4
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -299,34 +358,34 @@ def select_band_filters(weight: torch.Tensor,         # first-conv weight (out, 
     if missing: raise InputError(f"bands {missing}: not in the checkpoint's bands {source}")
     return weight[:, [source.index(b) for b in bands]].clone()
 
-# %% ../nbs/03_model.ipynb #a9644997
-def _model_bands(bands: Sequence[str]|None, in_channels: int) -> list[str]:
-    "The model's band names: `bands` checked against `in_channels`, or the 11 MARIDA bands."
-    if bands is None:
-        if in_channels != len(BAND_NAMES): raise InputError(f"bands: name the model's {in_channels} bands (None means all 11)")
-        return list(BAND_NAMES)
-    names = [BAND_NAMES[i] for i in band_indices(bands)]
-    if len(names) != in_channels: raise InputError(f"bands={names}: {len(names)} bands for a model with {in_channels} input channels")
+def index_filters(weight: torch.Tensor,           # first-conv weight (out, C_source, kh, kw) of a checkpoint
+                  source_channels: Sequence[str], # the checkpoint's channel names, in its order (bands, index names; R, G, B)
+                  features: Sequence[str],        # the model's index channels, in its order
+                 ) -> tuple[torch.Tensor, dict[str, str]]:
+    "The (out, len(features), kh, kw) filters of the index channels: the checkpoint's column of the same index, else zeros; and their sources."
+    source = [str(c).lower() for c in source_channels]
+    if weight.ndim != 4 or weight.shape[1] != len(source):
+        raise InputError(f"first convolution weight of shape {tuple(weight.shape)}: expected (out, {len(source)}, kh, kw) for channels {list(source_channels)}")
+    columns = [weight[:, source.index(f)] if f in source else torch.zeros_like(weight[:, 0]) for f in features]
+    filters = torch.stack(columns, 1) if columns else weight[:, :0].clone()
+    return filters, {f: f if f in source else "zeros" for f in features}
+
+CHANNELS_KEY = "marine_unet_channels"   # safetensors metadata of save_encoder_weights: the first conv's input channel names (JSON list)
+
+def checkpoint_channels(path: str|os.PathLike  # a weights file
+                       ) -> list[str]|None:
+    "The input channel names a weights file records (written by save_encoder_weights), None when it records none."
+    path = Path(path)
+    if path.suffix != ".safetensors": return None
+    try:
+        with _safe_open(str(path), "pt") as f: metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as e: raise InputError(f"weights file {path}: cannot be read as safetensors ({e})") from None
+    if CHANNELS_KEY not in metadata: return None
+    try: names = json.loads(metadata[CHANNELS_KEY])
+    except ValueError: names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"weights file {path}: metadata {CHANNELS_KEY} is not a JSON list of channel names")
     return names
-
-def _key_difference(expected: Sequence[str], found: Sequence[str], show: int=4) -> str:
-    "Describe missing and unexpected keys briefly."
-    missing, unexpected = [k for k in expected if k not in set(found)], [k for k in found if k not in set(expected)]
-    brief = lambda ks: f"{ks[:show]}" + (f" (+{len(ks) - show} more)" if len(ks) > show else "")
-    return "; ".join(([f"missing keys {brief(missing)}"] if missing else []) + ([f"unexpected keys {brief(unexpected)}"] if unexpected else []))
-
-def _check_state(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], what: str, skip: str|None=None):
-    "Error naming `what` unless `state` has exactly the keys and shapes of `target` (key `skip` unchecked in shape)."
-    difference = _key_difference(list(target), list(state))
-    if difference: raise InputError(f"{what}: {difference}")
-    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items() if k != skip and state[k].shape != v.shape]
-    if wrong: raise InputError(f"{what}: shapes differ (file vs model) {wrong[:4]}" + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
-
-def _first_conv(encoder: nn.Module) -> tuple[str, nn.Conv2d]:
-    "Name and module of the encoder's first Conv2d."
-    for name, module in encoder.named_modules():
-        if isinstance(module, nn.Conv2d): return name, module
-    raise InputError(f"encoder {type(encoder).__name__}: has no Conv2d")
 
 # %% ../nbs/03_model.ipynb #877e7b16
 _HEADS = ("fc", "head", "classifier")   # classifier heads of timm / torchvision backbones: not part of an encoder
@@ -339,68 +398,54 @@ def _encoder_state(state: dict[str, torch.Tensor], encoder_keys: set[str]) -> di
             break
     return {k: v for k, v in state.items() if k in encoder_keys or k.split(".")[0] not in _HEADS}
 
-def load_encoder_weights(model: nn.Module,                    # an smp model (from build_model)
-                         path: str|os.PathLike,               # local encoder weights: 3-band (RGB) or multispectral (.safetensors, .pth, .pt)
+def load_encoder_weights(model: nn.Module,                    # an smp model from build_model, with or without index channels
+                         path: str|os.PathLike,               # local encoder weights: RGB, multispectral or save_encoder_weights' (.safetensors, .pth, .pt)
                          bands: Sequence[str]|None=None,      # the model's band order; None = the 11 MARIDA bands
                          rgb_bands: Sequence[str]=RGB_BANDS,  # the bands that play red, green, blue (3-band weights)
-                         source_bands: Sequence[str]|None=None, # the checkpoint's band order; None: told by its channel count (3, 12, 13)
+                         source_bands: Sequence[str]|None=None, # the checkpoint's channel order; None: the names the file records, else told by its channel count (3, 12, 13)
                         ) -> nn.Module:
-    "Load an encoder checkpoint into `model`'s encoder, mapping its first conv to the model's bands; record the file, its SHA-256 and the mapping."
+    "Load an encoder checkpoint into `model`'s encoder, mapping its first conv to the model's channels by name; record the file, its SHA-256 and the mapping."
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, nn.Module):
         raise InputError(f"model {type(model).__name__}: has no pretrained-encoder support (use an smp architecture)")
     first_name, first = _first_conv(encoder)
-    bands = _model_bands(bands, first.in_channels)
-    target = encoder.state_dict()
-    state = _encoder_state(read_state_dict(path), set(target))
+    features = list(model.features) if isinstance(model, WithSpectralIndices) else []
+    bands = _model_bands(bands, first.in_channels - len(features))
+    target, raw = encoder.state_dict(), read_state_dict(path)
+    state = _encoder_state(raw, set(target))
     key = f"{first_name}.weight"
     _check_state(state, target, f"weights file {path} vs encoder {type(encoder).__name__}", skip=key)
     channels = state[key].shape[1] if state[key].ndim == 4 else None
     if (state[key].shape[0], *state[key].shape[2:]) != (first.weight.shape[0], *first.weight.shape[2:]):
         raise InputError(f"weights file {path}: first conv {key} has shape {tuple(state[key].shape)}, the encoder's filters are {tuple(first.weight.shape)}")
-    source = list(source_bands) if source_bands is not None else ["R", "G", "B"] if channels == 3 else CHECKPOINT_BANDS.get(channels)
+    source = list(source_bands) if source_bands is not None else checkpoint_channels(path)
+    if source is None: source = ["R", "G", "B"] if channels == 3 else CHECKPOINT_BANDS.get(channels)
     if source is None: raise InputError(f"weights file {path}: first conv {key} reads {channels} bands; marine_unet reads 3-band (RGB), "
-                                         "12-band (Sentinel-2 L2A) and 13-band (L1C) encoders; for another layout pass source_bands")
-    state = dict(state)
+                                         "12-band (Sentinel-2 L2A) and 13-band (L1C) encoders and files from save_encoder_weights; for another layout pass source_bands")
+    state, weight = dict(state), state[key]
     if source == ["R", "G", "B"]:
-        state[key] = adapt_first_conv(state[key], bands, rgb_bands)
+        band_filters = adapt_first_conv(weight, bands, rgb_bands)
         mapping = {b: "RGB"[list(rgb_bands).index(b)] if b in rgb_bands else "mean of R, G, B" for b in bands}
     else:
-        state[key] = select_band_filters(state[key], source, bands)
-        mapping = {b: b for b in bands}
+        band_filters, mapping = select_band_filters(weight, source, bands), {b: b for b in bands}
+    filters, index_sources = index_filters(weight, source, features)
+    state[key], norms = torch.cat([band_filters, filters], 1), _index_norm(raw, source, path)
     encoder.load_state_dict(state)
-    model.marine_unet_encoder_weights = {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(), "bands": mapping}
+    with torch.no_grad():
+        for i, name in enumerate(features):
+            for k, v in norms.get(name, {}).items(): getattr(model.feature_norm, k)[i] = v
+    model.marine_unet_encoder_weights = {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(), "bands": mapping | index_sources}
     return model
 
-# %% ../nbs/03_model.ipynb #bdd32577
-class WithSpectralIndices(nn.Module):
-    "A network fed its bands plus spectral indices computed from them inside the forward pass."
-    def __init__(self, net: nn.Module,           # the network, built for len(bands) + len(features) input channels
-                 bands: Sequence[str],           # the input's bands, in order
-                 features: Sequence[str],        # index names (SPECTRAL_INDICES)
-                 mean: Sequence[float],          # the bands' normalisation mean
-                 std: Sequence[float]):          # the bands' normalisation std
-        super().__init__()
-        self.net, self.bands, self.features = net, tuple(bands), parse_features(features, bands)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1))
-        self.feature_norm = nn.BatchNorm2d(len(self.features))
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        indices = spectral_indices(x.float() * self.std + self.mean, self.bands, self.features)
-        return self.net(torch.cat([x, self.feature_norm(indices).to(x.dtype)], dim=1))
-    def __getattr__(self, name: str):
-        try: return super().__getattr__(name)
-        except AttributeError:
-            net = self._modules.get("net")
-            if net is None: raise
-            return getattr(net, name)    # encoder, freeze_encoder, required_input_multiple, ... of the wrapped network
+_NORM_KEYS = ("weight", "bias", "running_mean", "running_var")   # the per-channel tensors of a BatchNorm
 
-def _band_normalisation(bands: Sequence[str], mean: Sequence[float]|None, std: Sequence[float]|None) -> tuple[list, list]:
-    "The bands' normalisation mean and std: the given ones (one per band), else the official MARIDA statistics."
-    official = band_stats(bands)
-    mean, std = (official[0] if mean is None else mean), (official[1] if std is None else std)
-    if len(mean) != len(bands) or len(std) != len(bands): raise InputError(f"mean, std: need one value per band ({len(bands)})")
-    return [float(v) for v in mean], [float(v) for v in std]
+def _index_norm(raw: dict[str, torch.Tensor], source: Sequence[str], path) -> dict[str, dict[str, torch.Tensor]]:
+    "A checkpoint's index normalisation (`feature_norm.*`, a row per index of `source`) by index name; {} when it has none."
+    norm = {k[len("feature_norm."):]: v for k, v in raw.items() if k.startswith("feature_norm.") and k[len("feature_norm."):] in _NORM_KEYS}
+    names = [str(c).lower() for c in source if str(c).lower() in SPECTRAL_INDICES]
+    if any(v.shape != (len(names),) for v in norm.values()):
+        raise InputError(f"weights file {path}: feature_norm tensors {sorted(norm)} do not hold one value per index of {names}")
+    return {name: {k: v[i] for k, v in norm.items()} for i, name in enumerate(names)} if norm else {}
 
 # %% ../nbs/03_model.ipynb #08e1f1e5
 def unwrap_model(model: nn.Module  # a model, or a DistributedDataParallel / AveragedModel wrapper around one
@@ -542,3 +587,27 @@ def load_model(folder: str|os.PathLike,                     # a folder written b
     return model.to(device).eval(), config
 
 from_pretrained = load_model  # the name other libraries use
+
+# %% ../nbs/03_model.ipynb #4b7a9e12
+def save_encoder_weights(model: nn.Module|str|os.PathLike,  # a model from build_model, or a model folder or training run folder
+                         path: str|os.PathLike,              # the .safetensors file to write
+                         bands: Sequence[str]|None=None,     # a model's bands (a folder names its own); None = the model's, or the 11 MARIDA bands
+                        ) -> Path:
+    "Write the encoder of `model` (and its index normalisation) to a safetensors file recording its input channels by name; atomically."
+    path = Path(path)
+    if path.suffix != ".safetensors": raise InputError(f"path {path}: must end in .safetensors (its metadata keeps the channel names)")
+    if isinstance(model, (str, os.PathLike)):
+        model, config = load_model(model)
+        bands = config["bands"] if bands is None else bands
+    model = unwrap_model(model)
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module): raise InputError(f"model {type(model).__name__}: has no encoder to save (use an smp architecture)")
+    features = list(model.features) if isinstance(model, WithSpectralIndices) else []
+    bands = _model_bands(model.bands if bands is None and features else bands, _first_conv(encoder)[1].in_channels - len(features))
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()} | \
+            ({f"feature_norm.{k}": v for k, v in model.feature_norm.state_dict().items() if k in _NORM_KEYS} if features else {})
+    with atomic_path(path) as tmp:   # (core) the file appears complete or not at all
+        _save_safetensors({k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}, str(tmp),
+                          metadata={"format": "pt", CHANNELS_KEY: json.dumps(bands + features)})
+        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # safetensors makes an owner-only file
+    return path

@@ -51,9 +51,9 @@ class TrainConfig:
     out_dir: str = ""               # run folder; empty: runs/train-<date>-<time>
     arch: str = "unet"              # architecture: unet, unetplusplus, fpn, deeplabv3plus, manet, pspnet, segformer, ..., attention_unet, marida_unet
     encoder: str = "resnet18"       # encoder of smp architectures (resnet34, efficientnet-b0, tu-hrnet_w18, ...)
-    encoder_weights: str = ""       # local file of 3-band pretrained encoder weights; empty: random initialisation
+    encoder_weights: str = ""       # local file of pretrained encoder weights: RGB (3-band), Sentinel-2 (12/13-band) or written by save_encoder_weights from a marine_unet model (first-conv filters mapped by channel name; index channels the file lacks start at zero); empty: random initialisation
     bands: str = ""                 # comma-separated band names, e.g. B2,B3,B4,B8; empty: all 11
-    features: str = "auto"          # spectral indices added as input channels, computed inside the model from the bands: auto (the MARIDA paper's indices the bands allow, all eight with the 11 bands; none with encoder_weights), none, or comma-separated names from ndvi, fai, fdi, si, ndwi, nrd, ndmi, bsi (e.g. fdi,ndvi)
+    features: str = "auto"          # spectral indices added as input channels, computed inside the model from the bands: auto (the MARIDA paper's indices the bands allow, all eight with the 11 bands; with or without encoder_weights), none, or comma-separated names from ndvi, fai, fdi, si, ndwi, nrd, ndmi, bsi (e.g. fdi,ndvi)
     protocol: int = 11              # 11 classes (the benchmark: codes 12-15 merged into Marine Water) or 15
     normalize: str = "official"     # band normalisation: official (MARIDA statistics), train (statistics of the training patches) or none
     epochs: int = 100               # maximum number of epochs
@@ -126,10 +126,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     cfg.precision = check_choice("precision", cfg.precision, PRECISIONS)
     check_protocol(cfg.protocol); check_integer("seed", cfg.seed, 0, 2**32 - 1)
     cfg.bands = parse_bands(cfg.bands or None)   # "" = all 11; from here on a checked tuple of names
-    if cfg.encoder_weights and str(cfg.features).strip().lower() == "auto": cfg.features = "none"   # pretrained first layers take bands only
-    cfg.features = parse_features(cfg.features, cfg.bands)   # a checked tuple of spectral-index names
-    if cfg.features and cfg.encoder_weights:
-        raise InputError(f"features={','.join(cfg.features)}: not with encoder_weights yet (the pretrained first convolution takes the bands only); pass features=none")
+    cfg.features = parse_features(cfg.features, cfg.bands)   # a checked tuple of spectral-index names (encoder_weights: index filters by name, else zero)
     cfg.arch = architecture_name(cfg.arch)
     if cfg.arch not in OWN_ARCHITECTURES or cfg.encoder: check_encoder(cfg.encoder)  # own architectures ignore it, but a misspelt name is still refused
     for name in FINE_TUNING_FIELDS:   # they act on an smp model's encoder
