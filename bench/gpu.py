@@ -37,7 +37,7 @@ working tree and `carry`ed ignored paths, at most 64 MiB a call), from the repos
     python bench/gpu.py --only step3 --scene-size 8192                # parts, other sizes
 """
 from __future__ import annotations
-import argparse, contextlib, copy, dataclasses, hashlib, json, os, re, shutil, signal, statistics, sys, tempfile, time, traceback
+import argparse, contextlib, copy, dataclasses, hashlib, json, os, re, shutil, signal, statistics, sys, tempfile, threading, time, traceback
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1"); os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -122,7 +122,7 @@ class Report:
 
 TABLES = {"step1": ["mode", "precision", "batch", "ms/step", "samples/s", "x fp32", "x bf16", "GFLOP/s", "% of peak", "GPU MB", "rounds"],
           "step2": ["path", "precision", "ms/patch", "speed-up", "GFLOP/s", "% of peak", "max |dp|", "first call s", "rounds"],
-          "step3": ["precision", "run", "tiles", "seconds", "tiles/s", "read s", "network s", "blend s", "write s", "other s", "network share"],
+          "step3": ["precision", "run", "tiles", "seconds", "tiles/s", "read s", "network s", "blend s", "write s", "other s", "network share", "reader thread s"],
           "step4": ["check", "equal", "first", "second"]}
 
 
@@ -449,18 +449,31 @@ def make_tile(path: Path, size: int, rows: int=512, seed: int=0) -> Path:
     return path
 
 
-STAGE_FUNCTIONS = {   # marine_unet.infer function -> the part of the time it goes to
-    "_read": "read", "_invalid_pixels": "read", "_normalise_inplace": "read", "_stack_tiles": "read",
+STAGE_FUNCTIONS = {   # marine_unet.infer function (or Class.method) -> the part of the time it goes to
+    "_StripReader.next": "read",                  # the main thread waiting for the reader thread's next strip
+    "_read_strip": "reader thread",               # reading, masking, normalising a strip on the reader thread (overlaps the rest)
     "members_probabilities": "network", "_finish_strip": "argmax", "_save_strip": "write strips", "_commit_memmap": "write strips",
     "_predict_strips": "strips", "_assemble": "write map", "_resume_key": "weights digest",
 }
 
 
+def _owner(infer, name: str):
+    "(object, attribute) that a STAGE_FUNCTIONS name points at: the module, or a class of it for Class.method."
+    owner, _, attribute = name.rpartition(".")
+    return (getattr(infer, owner) if owner else infer), attribute
+
+
 @contextlib.contextmanager
 def stage_timers(infer, spent: dict, device: torch.device):
     "Wrap marine_unet.infer's functions (looked up at each call) so that their seconds add up in `spent`; put back after."
-    originals = {name: getattr(infer, name) for name in STAGE_FUNCTIONS if hasattr(infer, name)}
-    for name, function in originals.items():
+    originals = {}
+    for name in STAGE_FUNCTIONS:
+        owner_name = name.rpartition(".")[0]
+        if owner_name and not hasattr(infer, owner_name): continue
+        owner, attribute = _owner(infer, name)
+        if hasattr(owner, attribute): originals[name] = (owner, attribute, getattr(owner, attribute))
+    lock = threading.Lock()                       # the reader thread adds up its seconds too
+    for name, (owner, attribute, function) in originals.items():
         network = STAGE_FUNCTIONS[name] == "network"
         def timed(*args, _f=function, _name=name, _network=network, **kwargs):
             if _network: sync(device)
@@ -468,22 +481,24 @@ def stage_timers(infer, spent: dict, device: torch.device):
             try: return _f(*args, **kwargs)
             finally:
                 if _network: sync(device)
-                spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - start
-        setattr(infer, name, timed)
+                with lock: spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - start
+        setattr(owner, attribute, timed)
     try: yield sorted(set(STAGE_FUNCTIONS) - set(originals))
     finally:
-        for name, function in originals.items(): setattr(infer, name, function)
+        for name, (owner, attribute, function) in originals.items(): setattr(owner, attribute, function)
 
 
 def split_stages(spent: dict, total: float) -> dict:
-    "Seconds of read / network / blend / write / other from the wrapped functions' seconds."
+    """Seconds of read / network / blend / write / other from the wrapped functions' seconds. Reading runs on a reader
+    thread, overlapping the network: `read` is the time the strip loop waited for it; `reader_thread` (not part of the
+    sum) is the time the thread spent reading, masking and normalising."""
     part = lambda stage: sum(v for k, v in spent.items() if STAGE_FUNCTIONS[k] == stage)
     read, network, argmax = part("read"), part("network"), part("argmax")
     strips_written, strips = part("write strips"), part("strips")
     write = strips_written + part("write map")
-    blend = strips - read - network - strips_written   # the strip loop's own work: weights, sums, carries, and the arg-max
+    blend = strips - read - network - strips_written   # the strip loop's own work: batching, weights, sums, carries, the arg-max
     return {"read": read, "network": network, "blend": blend, "argmax": argmax, "write": write,
-            "other": total - strips - part("write map"), "weights_digest": part("weights digest")}
+            "other": total - strips - part("write map"), "weights_digest": part("weights digest"), "reader_thread": part("reader thread")}
 
 
 def step_scene(ctx, section: dict, budget: Budget):
@@ -505,9 +520,11 @@ def step_scene(ctx, section: dict, budget: Budget):
     section["notes"].append(f"synthetic {size}² 11-band float32 tile ({scene.stat().st_size / 2**30:.2f} GiB, tiled 256², uncompressed), "
                             f"just written, so read from the page cache; untrained U-Net ResNet-34; tile 256, overlap 32, batch_size {batch}; "
                             f"{tiles} tiles; written in {write_s:.1f} s")
-    section["notes"].append("read = reading windows, no-data, normalising, batching; network = members_probabilities (copy to the device, "
-                            "forward, softmax, copy back; CUDA synchronised); blend = the rest of the strip loop (weights, sums, carries) "
-                            "with the arg-max; write = strips saved and the map written; other = setup (model, weights digest, checks, lock)")
+    section["notes"].append("read = the strip loop waiting for the reader thread's next strip (reading, no-data and normalising run on that "
+                            "thread, overlapping the network: 'reader thread s', not part of the sum); network = members_probabilities "
+                            "(copy to the device, forward, softmax, copy back; CUDA synchronised); blend = the rest of the strip loop "
+                            "(batching, weights, sums, carries) with the arg-max; write = strips saved and the map written; "
+                            "other = setup (model, weights digest, checks, lock)")
     pair = as_model(scene_model(ctx), device)
     if not ctx.smoke:   # load each precision's kernels first, on a small scene
         small = make_tile(ctx.work/"tile_512.tif", 512)
@@ -518,7 +535,8 @@ def step_scene(ctx, section: dict, budget: Budget):
     def rows():
         section["rows"] = [{"precision": r["precision"], "run": r["run"], "tiles": tiles, "seconds": r["seconds"], "tiles/s": tiles / r["seconds"],
                             "read s": r["split"]["read"], "network s": r["split"]["network"], "blend s": r["split"]["blend"],
-                            "write s": r["split"]["write"], "other s": r["split"]["other"], "network share": r["split"]["network"] / r["seconds"]}
+                            "write s": r["split"]["write"], "other s": r["split"]["other"], "network share": r["split"]["network"] / r["seconds"],
+                            "reader thread s": r["split"]["reader_thread"]}
                            for rs in section["runs"].values() for r in rs]
         ctx.report.save()
     for n in range(runs):
