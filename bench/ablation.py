@@ -16,8 +16,10 @@ CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "def
                   "U-Net, bands only, bf16 training": "bands-bf16",
                   "U-Net + the 8 MARIDA indices, fp32": "indices8",
                   "U-Net + 8 indices + debris oversampling x4, fp32": "oversample4",
-                  "U-Net + 8 indices, bf16 training (the default now on a CPU with native bf16)": "bf16",
-                  "the default + channels-last + half-width decoder (128, 64, 32, 16, 8), issue 20": "cl-halfdec"}
+                  "U-Net + 8 indices, bf16 training (the default on a CPU with native bf16)": "bf16",
+                  "the bf16 default + channels-last + half-width decoder (128, 64, 32, 16, 8), issue 20": "cl-halfdec",
+                  "the bf16 default, seeds 0-4 (the comparison for the next row)": "bf16x5",
+                  "the bf16 default + channels-last + fused AdamW, issue 20 (not the default)": "cl-fused"}
 FAMILIES = ("default", "archive")
 COLUMNS = ("model", "seeds", "debris F1", "debris IoU", "macro-F1", "mIoU", "val debris F1", "val macro-F1", "best epoch")
 FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _debris(s, "iou")),

@@ -78,7 +78,7 @@ class TrainConfig:
     patience: int = 10              # early stopping: epochs without improvement of the monitored score (0: never stop early)
     ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0: off
     swa_epochs: int = 0             # average weights over the last N epochs (SWA); 0: off
-    channels_last: bool = True      # channels-last (NHWC) memory format: faster convolutions on CPU and CUDA
+    channels_last: bool = False     # channels-last (NHWC) memory format: faster steps, but not yet shown to train as well (bench/README.md)
     seed: int = 0                   # seed of everything random
     deterministic: bool = True      # deterministic kernels (slower on GPU)
     device: str = "auto"            # auto, cpu, cuda, cuda:N or mps
@@ -171,10 +171,8 @@ def build_optimizer(params: Iterable,      # parameters to train, or groups of t
     params = list(params)
     if params and isinstance(params[0], dict): params = [g | {"params": [p for p in g["params"] if p.requires_grad]} for g in params]
     else: params = [p for p in params if p.requires_grad]
-    tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
-    fused = bool(tensors) and all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in tensors)  # one kernel a step
-    if cfg.optimizer == "adamw": return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
-    if cfg.optimizer == "adam": return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+    if cfg.optimizer == "adamw": return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam": return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
 
 def build_scheduler(optimizer: torch.optim.Optimizer,  # the optimiser to schedule
