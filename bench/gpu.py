@@ -457,20 +457,13 @@ STAGE_FUNCTIONS = {   # marine_unet.infer function (or Class.method) -> the part
 }
 
 
-def _owner(infer, name: str):
-    "(object, attribute) that a STAGE_FUNCTIONS name points at: the module, or a class of it for Class.method."
-    owner, _, attribute = name.rpartition(".")
-    return (getattr(infer, owner) if owner else infer), attribute
-
-
 @contextlib.contextmanager
 def stage_timers(infer, spent: dict, device: torch.device):
     "Wrap marine_unet.infer's functions (looked up at each call) so that their seconds add up in `spent`; put back after."
     originals = {}
-    for name in STAGE_FUNCTIONS:
-        owner_name = name.rpartition(".")[0]
-        if owner_name and not hasattr(infer, owner_name): continue
-        owner, attribute = _owner(infer, name)
+    for name in STAGE_FUNCTIONS:   # a function of the module, or Class.method of a class of it
+        owner_name, _, attribute = name.rpartition(".")
+        owner = getattr(infer, owner_name, None) if owner_name else infer
         if hasattr(owner, attribute): originals[name] = (owner, attribute, getattr(owner, attribute))
     lock = threading.Lock()                       # the reader thread adds up its seconds too
     for name, (owner, attribute, function) in originals.items():

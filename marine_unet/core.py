@@ -349,10 +349,10 @@ def atomic_path(path: str|Path,  # final file name
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd); tmp = Path(tmp)
-    umask = os.umask(0); os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the final file the usual permissions
     try:
         yield tmp
+        umask = os.umask(0); os.umask(umask)   # mkstemp, and writers that replace the file (safetensors), leave it owner-only:
+        os.chmod(tmp, 0o666 & ~umask)           # give the final file the usual permissions
         commit_file(tmp, path)
     except Exception as e:
         if not isinstance(e, InputError) and _refused_write(path, e): raise storage_error(path, e) from None

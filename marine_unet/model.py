@@ -609,5 +609,4 @@ def save_encoder_weights(model: nn.Module|str|os.PathLike,  # a model from build
     with atomic_path(path) as tmp:   # (core) the file appears complete or not at all
         _save_safetensors({k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}, str(tmp),
                           metadata={"format": "pt", CHANNELS_KEY: json.dumps(bands + features)})
-        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # safetensors makes an owner-only file
     return path
