@@ -7,7 +7,9 @@ synthetic default dataset's patches, AdamW, combined loss), on the same pre-load
 - fp32 channels-last;
 - bf16 autocast: what `precision="auto"` is on a CPU with native bf16, today's default here;
 - bf16 autocast with channels-last, with torch's for-loop AdamW and with its fused kernel (`fused=True`);
-- `torch.compile` (inductor) in fp32 and in bf16 autocast.
+- `torch.compile` (inductor) in fp32 and in bf16 autocast;
+- with `--reference-loss REV`, fp32 and bf16 eager again with the loss module as it was at git revision REV
+  (e.g. the combined loss before its terms shared one preparation), and a column of ratios to that fp32 row.
 
 Variants run in turns over repeats (repeat 0 warms up, and compiles), so the machine's drift hits each alike. The
 figures are the median ms per step, samples/s, the ratio to fp32 eager and to bf16 eager, and GFLOP/s as a share of
@@ -16,9 +18,10 @@ pass's: the forward, plus the backward's two products per layer.
 
     python bench/train_modes.py                    # 6 steps a repeat, 7 repeats
     python bench/train_modes.py --quick            # smoke run
+    python bench/train_modes.py --reference-loss ed9e7d6   # also against the loss of that commit
 """
 from __future__ import annotations
-import copy, dataclasses, json, statistics, sys, time
+import copy, dataclasses, json, statistics, subprocess, sys, time, types
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import *   # noqa: F401,F403
@@ -35,6 +38,14 @@ from marine_unet.train import (TrainConfig, check_config, build_optimizer, build
 HALF_DECODER = {"decoder_channels": [128, 64, 32, 16, 8]}     # smp's default decoder (256, 128, 64, 32, 16) at half width
 QUARTER_DECODER = {"decoder_channels": [64, 32, 16, 16, 16]}
 FP32_EAGER, BF16_EAGER = "fp32 eager", "bf16 eager (default here)"   # the reference rows: always run, ratios to each
+def loss_at(rev: str) -> types.ModuleType:
+    "marine_unet's loss module as it was at git revision `rev`, loaded under another name beside today's."
+    source = subprocess.run(["git", "show", f"{rev}:marine_unet/loss.py"], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout
+    module = types.ModuleType(f"loss_at_{rev}")
+    exec(compile(source.replace("from .core import", "from marine_unet.core import"), f"marine_unet/loss.py@{rev}", "exec"), module.__dict__)
+    return module
+
 VARIANTS = {   # name -> (precision, channels_last, compile, model keywords, fused AdamW)
     FP32_EAGER: ("fp32", False, False, {}, False),
     "fp32 channels-last": ("fp32", True, False, {}, False),
@@ -56,6 +67,7 @@ def main():
     p.add_argument("--only", nargs="*", default=None, help="variant names to run (fp32 eager and bf16 eager always run, for the ratios)")
     p.add_argument("--skip-decoders", action="store_true", help="leave out the narrower-decoder variants")
     p.add_argument("--name", default="train_modes", help="results file name (results/NAME.json)")
+    p.add_argument("--reference-loss", default="", help="git revision whose loss module to time too (fp32 and bf16 eager rows)")
     args = p.parse_args()
     threads = set_threads(args.threads); device = pick_device(args.device)
     repeats, nb = (1, 2) if args.quick else (args.repeats, args.batches)
@@ -65,6 +77,8 @@ def main():
     root = synthetic_marida_dir()
     train_ds, _, mean, std = make_train_val_datasets(root, cfg)
     loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, train_ds))
+    old = f"loss of {args.reference_loss}"
+    old_loss_fn = loss_at(args.reference_loss).build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, train_ds)) if args.reference_loss else None
     batches = []
     for b in epoch_loader(train_ds, cfg, 1):
         batches.append(b)
@@ -77,6 +91,9 @@ def main():
     if args.quick: variants = {k: v for k, v in variants.items() if not v[2]}
     if args.skip_decoders: variants = {k: v for k, v in variants.items() if not v[3]}
     if args.only: variants = {k: v for k, v in variants.items() if k in args.only or k in (FP32_EAGER, BF16_EAGER)}
+    losses = {name: loss_fn for name in variants}
+    if old_loss_fn is not None:
+        for name in (FP32_EAGER, BF16_EAGER): variants[f"{name.split(' (')[0]}, {old}"] = variants[name]; losses[f"{name.split(' (')[0]}, {old}"] = old_loss_fn
     bases = {json.dumps(v[3]): build(v[3]) for v in variants.values()}
     flops_of = {key: forward_flops(copy.deepcopy(m).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3 for key, m in bases.items()}
     flops = flops_of[json.dumps({})]
@@ -94,7 +111,7 @@ def main():
         for name in variants:
             model, opt, sch, run_cfg, dtype = state[name]
             t0 = time.perf_counter()
-            train_one_epoch(model, batches, loss_fn, opt, run_cfg, device, dtype, None, sch)
+            train_one_epoch(model, batches, losses[name], opt, run_cfg, device, dtype, None, sch)
             sync(device); dt = (time.perf_counter() - t0) / len(batches)
             if rep: times[name].append(dt)
             print(f"repeat {rep} {name}: {1e3 * dt:.0f} ms/step" + (" (warm-up)" if not rep else ""), flush=True)
@@ -104,7 +121,8 @@ def main():
     for name, (precision, _, _, model_kwargs, _) in variants.items():
         rate, flops_here = cfg.batch_size / step[name], flops_of[json.dumps(model_kwargs)]
         rows.append({"mode": name, "ms/step": 1e3 * step[name], "samples/s": rate, "× fp32 eager": step[FP32_EAGER] / step[name],
-                     "× bf16 eager": step[BF16_EAGER] / step[name], "GFLOP/s": flops_here * rate / 1e9,
+                     "× bf16 eager": step[BF16_EAGER] / step[name], **({f"× fp32 eager, {old}": step[f"fp32 eager, {old}"] / step[name]} if old_loss_fn else {}),
+                     "GFLOP/s": flops_here * rate / 1e9,
                      "% of peak": 100 * flops_here * rate / 1e9 / peaks[precision]["gflops"], "GFLOP a sample": flops_here / 1e9})
     header = (f"{info['cpu']}, {info['logical_cores']} cores, torch {info['torch']} ({threads} threads); default TrainConfig model, batch "
               f"{cfg.batch_size} of {tuple(batches[0]['image'].shape[-2:])}, {len(batches)} steps a repeat, median of {repeats}; "

@@ -5,7 +5,7 @@
 # %% ../nbs/04_loss.ipynb #c5b7cbc9
 from __future__ import annotations
 from .core import *
-import contextlib, inspect, math
+import contextlib, functools, inspect, math
 from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
@@ -80,6 +80,15 @@ def _contributing(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     logits = logits.to(dtype).masked_fill(~keep.unsqueeze(1), 0.0)
     return logits, target.long().masked_fill(~keep, 0), pixel_weight
 
+class _Prepared:
+    "A loss's inputs after `_contributing`; the log-probabilities are computed once, for every term that needs them."
+    def __init__(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor|None=None):  # as in the contract
+        self.logits, self.target, self.pixel_weight = _contributing(logits, target, weight)
+    @functools.cached_property
+    def log_p(self) -> torch.Tensor: return F.log_softmax(self.logits, dim=1)
+    @functools.cached_property
+    def log_pt(self) -> torch.Tensor: return self.log_p.gather(1, self.target.unsqueeze(1)).squeeze(1)  # log p of each pixel's class
+
 def _full_precision(device: torch.device):
     "Context that switches autocast off on `device` (a no-op where autocast does not exist)."
     try: return torch.autocast(device_type=device.type, enabled=False)
@@ -107,6 +116,16 @@ def confidence_weights(conf: torch.Tensor|np.ndarray,  # MARIDA confidence codes
     return table.to(conf.device)[conf.long()]
 
 # %% ../nbs/04_loss.ipynb #a751b906
+def _cross_entropy(x: _Prepared, cw: torch.Tensor|None, label_smoothing: float) -> torch.Tensor:
+    "cross_entropy_loss on prepared inputs, `cw` checked and on their device."
+    log_p = x.log_p
+    class_weight = 1.0 if cw is None else cw.to(log_p.dtype)[x.target]
+    per_pixel = class_weight * -x.log_pt
+    if label_smoothing:
+        spread = -log_p if cw is None else -log_p * cw.to(log_p.dtype).view(1, -1, *[1] * (log_p.ndim - 2))
+        per_pixel = (1 - label_smoothing) * per_pixel + label_smoothing / log_p.shape[1] * spread.sum(1)
+    return _safe_divide((x.pixel_weight * per_pixel).sum(), (x.pixel_weight * class_weight).sum())
+
 def cross_entropy_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
                        target: torch.Tensor,            # (N, H, W) int64 classes, IGNORE_INDEX (-1) where not annotated
                        weight: torch.Tensor|None=None,  # (N, H, W) per-pixel weights >= 0
@@ -116,18 +135,17 @@ def cross_entropy_loss(logits: torch.Tensor,            # (N, K, H, W) float sco
     "Weighted softmax cross-entropy with optional label smoothing, averaged over contributing pixels."
     label_smoothing = _check_number("label_smoothing", label_smoothing, 0, 1, high_open=True)
     cw = _check_inputs(logits, target, weight, class_weights)
-    with _full_precision(logits.device):
-        logits, target, pixel_weight = _contributing(logits, target, weight)
-        log_p = F.log_softmax(logits, dim=1)
-        nll = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)
-        class_weight = 1.0 if cw is None else cw.to(log_p.dtype)[target]
-        per_pixel = class_weight * nll
-        if label_smoothing:
-            spread = -log_p if cw is None else -log_p * cw.to(log_p.dtype).view(1, -1, *[1] * (log_p.ndim - 2))
-            per_pixel = (1 - label_smoothing) * per_pixel + label_smoothing / log_p.shape[1] * spread.sum(1)
-        return _safe_divide((pixel_weight * per_pixel).sum(), (pixel_weight * class_weight).sum())
+    with _full_precision(logits.device): return _cross_entropy(_Prepared(logits, target, weight), cw, label_smoothing)
 
 # %% ../nbs/04_loss.ipynb #84f11df8
+def _focal(x: _Prepared, cw: torch.Tensor|None, alpha: float, gamma: float) -> torch.Tensor:
+    "focal_loss on prepared inputs, `cw` checked and on their device."
+    log_pt = x.log_pt
+    miss = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).tiny)  # 1 - p_t
+    class_weight = 1.0 if cw is None else cw.to(log_pt.dtype)[x.target]
+    per_pixel = class_weight * alpha * miss.pow(gamma) * -log_pt
+    return _safe_divide((x.pixel_weight * per_pixel).sum(), (x.pixel_weight * class_weight).sum())
+
 def focal_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
                target: torch.Tensor,            # (N, H, W) int64 classes, IGNORE_INDEX (-1) where not annotated
                weight: torch.Tensor|None=None,  # (N, H, W) per-pixel weights >= 0
@@ -138,28 +156,28 @@ def focal_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
     "Multiclass softmax focal loss alpha (1-p_t)^gamma (-log p_t), averaged over contributing pixels."
     alpha, gamma = _check_number("alpha", alpha, low_open=True), _check_number("gamma", gamma)
     cw = _check_inputs(logits, target, weight, class_weights)
-    with _full_precision(logits.device):
-        logits, target, pixel_weight = _contributing(logits, target, weight)
-        log_pt = F.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
-        miss = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).tiny)  # 1 - p_t
-        class_weight = 1.0 if cw is None else cw.to(log_pt.dtype)[target]
-        per_pixel = class_weight * alpha * miss.pow(gamma) * -log_pt
-        return _safe_divide((pixel_weight * per_pixel).sum(), (pixel_weight * class_weight).sum())
+    with _full_precision(logits.device): return _focal(_Prepared(logits, target, weight), cw, alpha, gamma)
 
 # %% ../nbs/04_loss.ipynb #93f5c59f
-def _tversky_scores(logits: torch.Tensor, target: torch.Tensor, pixel_weight: torch.Tensor,  # from _contributing
-                    alpha: float, beta: float, smooth: float, eps: float,                    # as in tversky_loss
+def _tversky_scores(x: _Prepared,                                        # the prepared inputs
+                    alpha: float, beta: float, smooth: float, eps: float,  # as in tversky_loss
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-class soft Tversky scores over the batch, and which classes occur in the (weighted) target."
-    w = pixel_weight.unsqueeze(1)
-    weighted_probs = F.softmax(logits, dim=1) * w
-    onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(weighted_probs.dtype)
-    dims = [0] + list(range(2, logits.ndim))  # sum over the batch and all pixels, per class
-    tp, predicted, actual = (weighted_probs * onehot).sum(dims), weighted_probs.sum(dims), (onehot * w).sum(dims)
+    probs, w, k = F.softmax(x.logits, dim=1), x.pixel_weight, x.logits.shape[1]
+    p_own = probs.gather(1, x.target.unsqueeze(1)).squeeze(1)   # each pixel's probability of its own class
+    by_class = lambda values: values.new_zeros(k).index_add(0, x.target.reshape(-1), values.reshape(-1))  # sums per target class
+    tp, actual = by_class(p_own * w), by_class(w)
+    predicted = (probs * w.unsqueeze(1)).sum([0] + list(range(2, probs.ndim)))   # over the batch and all pixels, per class
     fp, fn = predicted - tp, actual - tp
     return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(eps), actual > 0
 
 # %% ../nbs/04_loss.ipynb #97539ec9
+def _tversky(x: _Prepared, cw: torch.Tensor|None, alpha: float, beta: float, smooth: float, eps: float) -> torch.Tensor:
+    "tversky_loss on prepared inputs, `cw` checked and on their device."
+    scores, present = _tversky_scores(x, alpha, beta, smooth, eps)
+    class_weight = present.to(scores.dtype) * (1.0 if cw is None else cw.to(scores.dtype))
+    return _safe_divide((class_weight * (1 - scores)).sum(), class_weight.sum())
+
 def tversky_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
                  target: torch.Tensor,            # (N, H, W) int64 classes, IGNORE_INDEX (-1) where not annotated
                  weight: torch.Tensor|None=None,  # (N, H, W) per-pixel weights >= 0
@@ -173,11 +191,11 @@ def tversky_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
     alpha, beta, smooth = _check_number("alpha", alpha), _check_number("beta", beta), _check_number("smooth", smooth)
     eps = _check_number("eps", eps, low_open=True)
     cw = _check_inputs(logits, target, weight, class_weights)
-    with _full_precision(logits.device):
-        logits, target, pixel_weight = _contributing(logits, target, weight)
-        scores, present = _tversky_scores(logits, target, pixel_weight, alpha, beta, smooth, eps)
-        class_weight = present.to(scores.dtype) * (1.0 if cw is None else cw.to(scores.dtype))
-        return _safe_divide((class_weight * (1 - scores)).sum(), class_weight.sum())
+    with _full_precision(logits.device): return _tversky(_Prepared(logits, target, weight), cw, alpha, beta, smooth, eps)
+
+def _dice(x: _Prepared, cw: torch.Tensor|None, smooth: float, eps: float) -> torch.Tensor:
+    "dice_loss on prepared inputs: Tversky with alpha = beta = 1/2."
+    return _tversky(x, cw, 0.5, 0.5, smooth, eps)
 
 def dice_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
               target: torch.Tensor,            # (N, H, W) int64 classes, IGNORE_INDEX (-1) where not annotated
@@ -191,15 +209,20 @@ def dice_loss(logits: torch.Tensor,            # (N, K, H, W) float scores
 
 # %% ../nbs/04_loss.ipynb #53b54507
 class _PixelLoss(nn.Module):
-    "Base of the loss modules: keeps settings and class weights, calls `function`."
-    function: Callable = None
+    "Base of the loss modules: keeps settings and class weights, calls `function` (or `kernel` on prepared inputs)."
+    function: Callable = None   # the pure loss: checks, prepares, computes
+    kernel: Callable = None     # the same on a _Prepared: (x, class weights, **settings) -> scalar
     def __init__(self, class_weights: Any=None, **settings):
         super().__init__()
         self.register_buffer("class_weights", _class_weight_tensor(class_weights), persistent=False)
-        self.settings = settings
         self.function(torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long), **settings)  # check settings now
+        self.settings = {name: float(value) for name, value in settings.items()}   # every setting is a number
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor|None=None) -> torch.Tensor:
         return self.function(logits, target, weight, class_weights=self.class_weights, **self.settings)
+    def prepared(self, x: _Prepared) -> torch.Tensor:
+        "The loss on inputs already checked and prepared (CombinedLoss's terms)."
+        cw = _class_weight_tensor(self.class_weights, x.logits.shape[1])
+        return self.kernel(x, None if cw is None else cw.to(x.logits.device), **self.settings)
     def extra_repr(self) -> str:
         cw = "" if self.class_weights is None else f", class_weights={[round(x, 4) for x in self.class_weights.tolist()]}"
         return ", ".join(f"{k}={v!r}" for k, v in self.settings.items()) + cw
@@ -208,24 +231,28 @@ class _PixelLoss(nn.Module):
 class CrossEntropyLoss(_PixelLoss):
     "Module form of `cross_entropy_loss`."
     function = staticmethod(cross_entropy_loss)
+    kernel = staticmethod(_cross_entropy)
     def __init__(self, class_weights: Any=None, label_smoothing: float=0.0):
         super().__init__(class_weights, label_smoothing=label_smoothing)
 
 class FocalLoss(_PixelLoss):
     "Module form of `focal_loss`."
     function = staticmethod(focal_loss)
+    kernel = staticmethod(_focal)
     def __init__(self, class_weights: Any=None, alpha: float=0.25, gamma: float=2.0):
         super().__init__(class_weights, alpha=alpha, gamma=gamma)
 
 class DiceLoss(_PixelLoss):
     "Module form of `dice_loss`."
     function = staticmethod(dice_loss)
+    kernel = staticmethod(_dice)
     def __init__(self, class_weights: Any=None, smooth: float=0.0, eps: float=1e-7):
         super().__init__(class_weights, smooth=smooth, eps=eps)
 
 class TverskyLoss(_PixelLoss):
     "Module form of `tversky_loss`."
     function = staticmethod(tversky_loss)
+    kernel = staticmethod(_tversky)
     def __init__(self, class_weights: Any=None, alpha: float=0.3, beta: float=0.7, smooth: float=0.0, eps: float=1e-7):
         super().__init__(class_weights, alpha=alpha, beta=beta, smooth=smooth, eps=eps)
 
@@ -262,7 +289,10 @@ class CombinedLoss(nn.Module):
         self.terms = nn.ModuleDict({n: SINGLE_LOSSES[n](class_weights if n in class_weighted else None, **settings.get(n, {}))
                                     for n in self.weights})
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor|None=None) -> torch.Tensor:
-        return sum(w * self.terms[n](logits, target, weight) for n, w in self.weights.items())
+        _check_inputs(logits, target, weight)      # once for all terms (their class weights: in prepared)
+        with _full_precision(logits.device):
+            x = _Prepared(logits, target, weight)  # masks and log-softmax shared by the terms
+            return sum(w * self.terms[n].prepared(x) for n, w in self.weights.items())
 
 # %% ../nbs/04_loss.ipynb #ac231f83
 LOSSES = {**SINGLE_LOSSES, "combined": CombinedLoss}

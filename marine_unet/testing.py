@@ -164,9 +164,10 @@ def train_args(data_dir: str|Path,  # MARIDA root
                epochs: int=4,       # epochs
                seed: int=0,         # training seed
               ) -> list[str]:
-    "`marine-unet train` arguments of a tiny deterministic CPU run (baseline U-Net, batches of 2, no cache, no progress)."
+    "`marine-unet train` arguments of a tiny deterministic CPU run (baseline U-Net, batches of 2, no cache, no progress, a checkpoint every epoch)."
     return ["train", "--data", str(data_dir), "--out", str(out_dir), "--epochs", str(epochs), "--seed", str(seed),
-            "--arch", "marida_unet", "--batch-size", "2", "--device", "cpu", "--no-cache", "--no-progress", "--deterministic"]
+            "--arch", "marida_unet", "--batch-size", "2", "--device", "cpu", "--no-cache", "--no-progress", "--deterministic",
+            "--checkpoint-seconds", "0"]
 
 def kill_and_resume(data_dir: str|Path,   # MARIDA root
                     out_dir: str|Path,    # the run folder to create (killed, then resumed)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #2d473a7f
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, time
+import contextlib, copy, dataclasses, json, math, os, random, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -95,6 +95,7 @@ class TrainConfig:
     encoder_lr_scale: float = 1.0   # the encoder's learning rate as a fraction of lr (e.g. 0.1 to fine-tune pretrained weights); 1: one learning rate
     model_kwargs: str = ""          # further arguments of the architecture, as a JSON object, e.g. {"decoder_attention_type": "scse", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
     compile: bool = False           # train through torch.compile (inductor): no faster on a 2-core CPU (bench/train_modes.py), try it on a GPU
+    checkpoint_seconds: float = 60.0  # write last_model/, best_model/, training_state.pt and curves.png at most every N seconds, and always after a call's last epoch (a crash repeats at most that much training); 0: after every epoch
 
 # %% ../nbs/05_train.ipynb #ff889033
 def architecture_kwargs(cfg: TrainConfig  # a configuration
@@ -113,7 +114,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     for name in ("epochs", "batch_size", "accumulate"): check_integer(name, getattr(cfg, name), 1)
     for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after", "tensorboard_figures"): check_integer(name, getattr(cfg, name), 0)
     for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"): check_number(name, getattr(cfg, name), 0)
-    check_number("debris_oversampling", cfg.debris_oversampling, 1)
+    check_number("debris_oversampling", cfg.debris_oversampling, 1); check_number("checkpoint_seconds", cfg.checkpoint_seconds, 0)
     check_integer("freeze_epochs", cfg.freeze_epochs, 0); check_number("encoder_lr_scale", cfg.encoder_lr_scale, 0, 1)
     if cfg.encoder_lr_scale == 0: raise InputError("encoder_lr_scale=0: must be > 0 (to keep the encoder fixed, use freeze_epochs)")
     if cfg.lr == 0: raise InputError("lr=0: the learning rate must be > 0")
@@ -512,8 +513,9 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
     return [float(w) for w in class_weights(share)]
 
 def _compatible(saved: dict, cfg: TrainConfig):
-    "Refuse to resume a run with different settings (epochs, progress, workers, device, compile and TensorBoard events may change)."
-    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures", "compile"}
+    "Refuse to resume a run with different settings (epochs, progress, workers, device, compile, TensorBoard events and checkpoint cadence may change)."
+    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures", "compile",
+            "checkpoint_seconds"}
     saved = {name: getattr(TrainConfig, name) for name in (*FINE_TUNING_FIELDS, "model_kwargs")} | saved   # saved before these fields: it ran at their defaults
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
@@ -537,6 +539,9 @@ class _Run:
     best: float = -math.inf; best_epoch: int = 0; bad_epochs: int = 0; start: int = 1
     scores: dict|None = None          # the last validation's scores (per class too)
     events: Any = None                # the TensorBoard writer (rank 0, tensorboard on), None: no events
+    best_copy: Any = None             # the best epoch's weights (rank 0), held until the next checkpoint writes best_model/
+    best_unsaved: bool = False        # best_copy is newer than best_model/ on disk
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)  # when the run folder was last checkpointed
 
     @property
     def state_path(self) -> Path: return self.run_dir/"training_state.pt"
@@ -677,8 +682,22 @@ def _log_epoch(run: _Run, row: dict):
         run.events.add_image("val_predictions", picture, epoch, dataformats="HWC")
     run.events.flush()
 
-def _end_epoch(run: _Run, row: dict):
-    "Book the epoch (history, best score, early-stopping count); rank 0 writes its files, training_state.pt last."
+def _hold_best(run: _Run):
+    "Copy the scored model's weights into run.best_copy (made on first use, on the same device)."
+    if run.best_copy is None: run.best_copy = copy.deepcopy(run.scored)
+    else: run.best_copy.load_state_dict(run.scored.state_dict())
+    run.best_unsaved = True
+
+def _checkpoint(run: _Run, epoch: int):
+    "Write curves, last_model/, best_model/ when a better epoch is held, and training_state.pt last, each atomically."
+    plt.close(plot_history(run.history, run.run_dir/"curves.png"))
+    save_model(run.scored, run.run_dir/"last_model", overwrite=True, **run.model_info)
+    if run.best_unsaved: save_model(run.best_copy, run.run_dir/"best_model", overwrite=True, **run.model_info)
+    save_training_state(run.state_path, _training_state(run, epoch))
+    run.best_unsaved, run.saved_at = False, time.monotonic()
+
+def _end_epoch(run: _Run, row: dict, last: bool):
+    "Book the epoch (history, best score, early-stopping count); rank 0 logs it and checkpoints when due or `last`."
     cfg, epoch, sign = run.cfg, row["epoch"], -1 if run.cfg.monitor == "val_loss" else 1
     run.history.append(row)
     improved = sign * row[cfg.monitor] > run.best
@@ -686,10 +705,9 @@ def _end_epoch(run: _Run, row: dict):
     else: run.bad_epochs += 1
     if run.rank != 0: return
     if run.events is not None: _log_epoch(run, row)   # before the commits: a resume purges what follows the last one
-    write_history(run.run_dir, run.history); plt.close(plot_history(run.history, run.run_dir/"curves.png"))
-    save_model(run.scored, run.run_dir/"last_model", overwrite=True, **run.model_info)
-    if improved: save_model(run.scored, run.run_dir/"best_model", overwrite=True, **run.model_info)
-    save_training_state(run.state_path, _training_state(run, epoch))
+    write_history(run.run_dir, run.history)
+    if improved: _hold_best(run)
+    if last or run.bad_epochs >= cfg.patience > 0 or time.monotonic() - run.saved_at >= cfg.checkpoint_seconds: _checkpoint(run, epoch)
     if cfg.progress: print(f"epoch {epoch}: " + ", ".join(f"{key} {row[key]:.4f}" for key in ("train_loss", "val_loss", cfg.monitor) if key in row))
 
 # %% ../nbs/05_train.ipynb #cb335562
@@ -737,7 +755,7 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
             last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
             for epoch in range(run.start, last_epoch + 1):
                 if run.bad_epochs >= cfg.patience > 0: break
-                _end_epoch(run, _run_epoch(run, epoch))
+                _end_epoch(run, _run_epoch(run, epoch), last=epoch == last_epoch)
             return _finish(run, last_epoch)
         finally:
             if run.events is not None: run.events.close()
