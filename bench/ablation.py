@@ -19,7 +19,11 @@ CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "def
                   "U-Net + 8 indices, bf16 training (the default on a CPU with native bf16)": "bf16",
                   "the bf16 default + channels-last + half-width decoder (128, 64, 32, 16, 8), issue 20": "cl-halfdec",
                   "the bf16 default, seeds 0-4 (the comparison for the next row)": "bf16x5",
-                  "the bf16 default + channels-last + fused AdamW, issue 20 (not the default)": "cl-fused"}
+                  "the bf16 default + channels-last + fused AdamW, issue 20 (not the default)": "cl-fused",
+                  "the bf16 default with epochs=70, issue 20 (not the default)": "e70",
+                  "the bf16 default with epochs=75 + channels-last, issue 20 (not the default)": "cl-e75",
+                  "the bf16 default + channels-last, with the shared-preparation loss, issue 20 (not the default)": "cl",
+                  "the bf16 default with the shared-preparation loss (614ce61), issue 20": "shared-loss"}
 FAMILIES = ("default", "archive")
 COLUMNS = ("model", "seeds", "debris F1", "debris IoU", "macro-F1", "mIoU", "val debris F1", "val macro-F1", "best epoch")
 FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _debris(s, "iou")),

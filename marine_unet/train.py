@@ -78,7 +78,7 @@ class TrainConfig:
     patience: int = 10              # early stopping: epochs without improvement of the monitored score (0: never stop early)
     ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0: off
     swa_epochs: int = 0             # average weights over the last N epochs (SWA); 0: off
-    channels_last: bool = False     # channels-last (NHWC) memory format: faster steps, but not yet shown to train as well (bench/README.md)
+    channels_last: bool = False     # channels-last (NHWC) memory format: faster steps, but with bf16 it trained worse on the archive family (bench/README.md)
     seed: int = 0                   # seed of everything random
     deterministic: bool = True      # deterministic kernels (slower on GPU)
     device: str = "auto"            # auto, cpu, cuda, cuda:N or mps
