@@ -38,6 +38,8 @@ from marine_unet.train import (TrainConfig, check_config, build_optimizer, build
 HALF_DECODER = {"decoder_channels": [128, 64, 32, 16, 8]}     # smp's default decoder (256, 128, 64, 32, 16) at half width
 QUARTER_DECODER = {"decoder_channels": [64, 32, 16, 16, 16]}
 FP32_EAGER, BF16_EAGER = "fp32 eager", "bf16 eager (default here)"   # the reference rows: always run, ratios to each
+
+
 def loss_at(rev: str) -> types.ModuleType:
     "marine_unet's loss module as it was at git revision `rev`, loaded under another name beside today's."
     source = subprocess.run(["git", "show", f"{rev}:marine_unet/loss.py"], capture_output=True, text=True, check=True,
@@ -45,6 +47,7 @@ def loss_at(rev: str) -> types.ModuleType:
     module = types.ModuleType(f"loss_at_{rev}")
     exec(compile(source.replace("from .core import", "from marine_unet.core import"), f"marine_unet/loss.py@{rev}", "exec"), module.__dict__)
     return module
+
 
 VARIANTS = {   # name -> (precision, channels_last, compile, model keywords, fused AdamW)
     FP32_EAGER: ("fp32", False, False, {}, False),

@@ -32,6 +32,10 @@ def _check_number(name: str, value: Any, low: float=0.0, high: float=math.inf,  
     return x
 
 # %% ../nbs/04_loss.ipynb #741b387d
+def _check_class_count(count: int, num_classes: int):
+    "Raise InputError unless there is one class weight per class."
+    if count != num_classes: raise InputError(f"class_weights: has {count} values but logits have {num_classes} classes")
+
 def _class_weight_tensor(class_weights: Sequence[float]|np.ndarray|torch.Tensor|None,  # one weight per class, or None
                          num_classes: int|None=None,                                  # K to check the length against
                         ) -> torch.Tensor|None:
@@ -40,8 +44,7 @@ def _class_weight_tensor(class_weights: Sequence[float]|np.ndarray|torch.Tensor|
     try: cw = torch.as_tensor(np.asarray(torch.as_tensor(class_weights).detach().cpu(), np.float64)).float()
     except (TypeError, ValueError, RuntimeError): raise InputError(f"class_weights={class_weights!r}: must be a sequence of numbers") from None
     if cw.ndim != 1 or len(cw) == 0: raise InputError(f"class_weights: need one number per class, got shape {tuple(cw.shape)}")
-    if num_classes is not None and len(cw) != num_classes:
-        raise InputError(f"class_weights: has {len(cw)} values but logits have {num_classes} classes")
+    if num_classes is not None: _check_class_count(len(cw), num_classes)
     if not torch.isfinite(cw).all() or (cw < 0).any(): raise InputError(f"class_weights: must be finite and >= 0, got {cw.tolist()}")
     return cw
 
@@ -220,9 +223,10 @@ class _PixelLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor|None=None) -> torch.Tensor:
         return self.function(logits, target, weight, class_weights=self.class_weights, **self.settings)
     def prepared(self, x: _Prepared) -> torch.Tensor:
-        "The loss on inputs already checked and prepared (CombinedLoss's terms)."
-        cw = _class_weight_tensor(self.class_weights, x.logits.shape[1])
-        return self.kernel(x, None if cw is None else cw.to(x.logits.device), **self.settings)
+        "The loss on inputs already checked and prepared (CombinedLoss's terms); the class weights were checked when built."
+        cw = self.class_weights
+        if cw is not None: _check_class_count(len(cw), x.logits.shape[1]); cw = cw.to(x.logits.device)
+        return self.kernel(x, cw, **self.settings)
     def extra_repr(self) -> str:
         cw = "" if self.class_weights is None else f", class_weights={[round(x, 4) for x in self.class_weights.tolist()]}"
         return ", ".join(f"{k}={v!r}" for k, v in self.settings.items()) + cw

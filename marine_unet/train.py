@@ -682,6 +682,10 @@ def _log_epoch(run: _Run, row: dict):
         run.events.add_image("val_predictions", picture, epoch, dataformats="HWC")
     run.events.flush()
 
+def _patience_spent(run: _Run) -> bool:
+    "Early stopping: `patience` epochs (when > 0) without improvement of the monitored score."
+    return run.bad_epochs >= run.cfg.patience > 0
+
 def _hold_best(run: _Run):
     "Copy the scored model's weights into run.best_copy (made on first use, on the same device)."
     if run.best_copy is None: run.best_copy = copy.deepcopy(run.scored)
@@ -707,7 +711,7 @@ def _end_epoch(run: _Run, row: dict, last: bool):
     if run.events is not None: _log_epoch(run, row)   # before the commits: a resume purges what follows the last one
     write_history(run.run_dir, run.history)
     if improved: _hold_best(run)
-    if last or run.bad_epochs >= cfg.patience > 0 or time.monotonic() - run.saved_at >= cfg.checkpoint_seconds: _checkpoint(run, epoch)
+    if last or _patience_spent(run) or time.monotonic() - run.saved_at >= cfg.checkpoint_seconds: _checkpoint(run, epoch)
     if cfg.progress: print(f"epoch {epoch}: " + ", ".join(f"{key} {row[key]:.4f}" for key in ("train_loss", "val_loss", cfg.monitor) if key in row))
 
 # %% ../nbs/05_train.ipynb #cb335562
@@ -731,7 +735,7 @@ def _finish(run: _Run, last_epoch: int) -> dict[str, Any]:
     "The run's result; a finished run also gets its SWA model and the best model's scores (metrics.json)."
     cfg = run.cfg
     result = {"run_dir": str(run.run_dir), "best_epoch": run.best_epoch, "epochs_run": len(run.history), "history": run.history,
-              "finished": last_epoch == cfg.epochs or run.bad_epochs >= cfg.patience > 0}
+              "finished": last_epoch == cfg.epochs or _patience_spent(run)}
     if not result["finished"]: return result  # stopped by stop_after: resume=True continues
     if run.swa is not None: result["swa"] = _finish_swa(run)
     if run.world > 1: dist.barrier()
@@ -754,7 +758,7 @@ def train(cfg: TrainConfig|None=None,  # the run's configuration
         try:
             last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, run.start - 1 + cfg.stop_after)
             for epoch in range(run.start, last_epoch + 1):
-                if run.bad_epochs >= cfg.patience > 0: break
+                if _patience_spent(run): break
                 _end_epoch(run, _run_epoch(run, epoch), last=epoch == last_epoch)
             return _finish(run, last_epoch)
         finally:
