@@ -23,7 +23,8 @@ CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "def
                   "the bf16 default with epochs=70, issue 20 (not the default)": "e70",
                   "the bf16 default with epochs=75 + channels-last, issue 20 (not the default)": "cl-e75",
                   "the bf16 default + channels-last, with the shared-preparation loss, issue 20 (not the default)": "cl",
-                  "the bf16 default with the shared-preparation loss (614ce61), issue 20": "shared-loss"}
+                  "the bf16 default with the shared-preparation loss (614ce61; archive: seeds 0, 2 from efd36ff), issue 20": "shared-loss",
+                  "the bf16 default + fused AdamW (efd36ff), issue 20 (not the default)": "fused"}
 FAMILIES = ("default", "archive")
 COLUMNS = ("model", "seeds", "debris F1", "debris IoU", "macro-F1", "mIoU", "val debris F1", "val macro-F1", "best epoch")
 FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _debris(s, "iou")),

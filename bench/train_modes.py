@@ -2,23 +2,23 @@
 the default model (TrainConfig defaults: U-Net ResNet-18, 11 bands + the 8 spectral indices, batch 8 of the
 synthetic default dataset's patches, AdamW, combined loss), on the same pre-loaded batches, for:
 
-- fp32 eager (NCHW, torch's for-loop AdamW): the default when issue 20 was filed, and the arithmetic of a CPU
-  without native bf16;
-- fp32 channels-last;
-- bf16 autocast: what `precision="auto"` is on a CPU with native bf16, today's default here;
-- bf16 autocast with channels-last, with torch's for-loop AdamW and with its fused kernel (`fused=True`);
-- `torch.compile` (inductor) in fp32 and in bf16 autocast;
-- with `--reference-loss REV`, fp32 and bf16 eager again with the loss module as it was at git revision REV
-  (e.g. the combined loss before its terms shared one preparation), and a column of ratios to that fp32 row.
+- fp32 eager as filed: fp32, NCHW, the plain first convolution (input gradient for every channel), torch's for-loop
+  AdamW, every new tensor NaN-filled by torch's deterministic mode, and, with `--reference-loss REV`, the loss module
+  as it was at git revision REV (e.g. ed9e7d6, before the combined loss's terms shared one preparation): the step
+  issue 20 calls "today's", which every row is compared with;
+- fp32 eager and channels-last with today's code;
+- bf16 autocast: what `precision="auto"` is on a CPU with native bf16, today's default here; and the same with the
+  plain first convolution, with the NaN fill, with both (the default before), and with torch's fused AdamW;
+- bf16 channels-last; `torch.compile` (inductor) in fp32 and bf16; narrower U-Net decoders (`model_kwargs`).
 
 Variants run in turns over repeats (repeat 0 warms up, and compiles), so the machine's drift hits each alike. The
-figures are the median ms per step, samples/s, the ratio to fp32 eager and to bf16 eager, and GFLOP/s as a share of
-the machine's measured peak in the same arithmetic (common.peak). Training FLOPs are taken as 3 x the forward
-pass's: the forward, plus the backward's two products per layer.
+figures are the median ms per step, samples/s, the ratio to the as-filed step and to bf16 eager, and GFLOP/s as a
+share of the machine's measured peak in the same arithmetic (common.peak). Training FLOPs are taken as 3 x the
+forward pass's: the forward, plus the backward's two products per layer.
 
     python bench/train_modes.py                    # 6 steps a repeat, 7 repeats
     python bench/train_modes.py --quick            # smoke run
-    python bench/train_modes.py --reference-loss ed9e7d6   # also against the loss of that commit
+    python bench/train_modes.py --reference-loss ed9e7d6 --skip-compile --skip-decoders   # as filed, with the loss of then
 """
 from __future__ import annotations
 import copy, dataclasses, json, statistics, subprocess, sys, time, types
@@ -37,7 +37,7 @@ from marine_unet.train import (TrainConfig, check_config, build_optimizer, build
 
 HALF_DECODER = {"decoder_channels": [128, 64, 32, 16, 8]}     # smp's default decoder (256, 128, 64, 32, 16) at half width
 QUARTER_DECODER = {"decoder_channels": [64, 32, 16, 16, 16]}
-FP32_EAGER, BF16_EAGER = "fp32 eager", "bf16 eager (default here)"   # the reference rows: always run, ratios to each
+FP32_FILED, BF16_EAGER = "fp32 eager as filed", "bf16 eager (default here)"   # the reference rows: always run, ratios to each
 
 
 def loss_at(rev: str) -> types.ModuleType:
@@ -49,18 +49,23 @@ def loss_at(rev: str) -> types.ModuleType:
     return module
 
 
-VARIANTS = {   # name -> (precision, channels_last, compile, model keywords, fused AdamW)
-    FP32_EAGER: ("fp32", False, False, {}, False),
-    "fp32 channels-last": ("fp32", True, False, {}, False),
-    BF16_EAGER: ("bf16", False, False, {}, False),
-    "bf16 channels-last": ("bf16", True, False, {}, False),
-    "bf16 channels-last, fused AdamW": ("bf16", True, False, {}, True),
-    "fp32 compile": ("fp32", False, True, {}, False),
-    "bf16 compile": ("bf16", False, True, {}, False),
-    "bf16 channels-last, half decoder": ("bf16", True, False, HALF_DECODER, False),
-    "bf16 channels-last, quarter decoder": ("bf16", True, False, QUARTER_DECODER, False),
-    "bf16 eager, half decoder": ("bf16", False, False, HALF_DECODER, False),
+VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on this CPU)
+    FP32_FILED: dict(precision="fp32", filed=True),
+    "fp32 eager": dict(precision="fp32"),
+    "fp32 channels-last": dict(precision="fp32", channels_last=True),
+    BF16_EAGER: dict(),
+    "bf16 eager, plain stem": dict(stem=False),
+    "bf16 eager, fused AdamW": dict(fused=True),
+    "bf16 eager, NaN fill of new tensors": dict(fill=True),
+    "bf16 eager, plain stem, NaN fill (the default before)": dict(stem=False, fill=True),
+    "bf16 channels-last": dict(channels_last=True),
+    "fp32 compile": dict(precision="fp32", compile=True),
+    "bf16 compile": dict(compile=True),
+    "bf16 channels-last, half decoder": dict(channels_last=True, model_kwargs=HALF_DECODER),
+    "bf16 channels-last, quarter decoder": dict(channels_last=True, model_kwargs=QUARTER_DECODER),
+    "bf16 eager, half decoder": dict(model_kwargs=HALF_DECODER),
 }
+DEFAULTS = dict(precision="bf16", channels_last=False, compile=False, model_kwargs={}, stem=True, fused=False, fill=False, filed=False)
 
 
 def main():
@@ -80,7 +85,6 @@ def main():
     root = synthetic_marida_dir()
     train_ds, _, mean, std = make_train_val_datasets(root, cfg)
     loss_fn = build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, train_ds))
-    old = f"loss of {args.reference_loss}"
     old_loss_fn = loss_at(args.reference_loss).build_loss(cfg.loss, class_weights=_class_weight_vector(cfg, train_ds)) if args.reference_loss else None
     batches = []
     for b in epoch_loader(train_ds, cfg, 1):
@@ -90,44 +94,44 @@ def main():
         set_seed(cfg.seed, cfg.deterministic)
         return build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol, bands=list(cfg.bands),
                            features=cfg.features, mean=mean, std=std, **model_kwargs).to(device)
-    variants = {k: v for k, v in VARIANTS.items() if not (args.skip_compile and v[2])}
-    if args.quick: variants = {k: v for k, v in variants.items() if not v[2]}
-    if args.skip_decoders: variants = {k: v for k, v in variants.items() if not v[3]}
-    if args.only: variants = {k: v for k, v in variants.items() if k in args.only or k in (FP32_EAGER, BF16_EAGER)}
-    losses = {name: loss_fn for name in variants}
-    if old_loss_fn is not None:
-        for name in (FP32_EAGER, BF16_EAGER): variants[f"{name.split(' (')[0]}, {old}"] = variants[name]; losses[f"{name.split(' (')[0]}, {old}"] = old_loss_fn
-    bases = {json.dumps(v[3]): build(v[3]) for v in variants.values()}
+    variants = {k: DEFAULTS | v for k, v in VARIANTS.items()}
+    keep = lambda k, v: k in (FP32_FILED, BF16_EAGER) or not ((args.skip_compile or args.quick) and v["compile"]
+                                                              or args.skip_decoders and v["model_kwargs"] or args.only and k not in args.only)
+    variants = {k: v for k, v in variants.items() if keep(k, v)}
+    bases = {json.dumps(v["model_kwargs"]): build(v["model_kwargs"]) for v in variants.values()}
     flops_of = {key: forward_flops(copy.deepcopy(m).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3 for key, m in bases.items()}
     flops = flops_of[json.dumps({})]
     state = {}
-    for name, (precision, channels_last, compiled, model_kwargs, fused) in variants.items():
-        model = copy.deepcopy(bases[json.dumps(model_kwargs)])
-        if channels_last: model = model.to(memory_format=torch.channels_last)
-        run_cfg = dataclasses.replace(cfg, precision=precision, channels_last=channels_last)
+    for name, v in variants.items():
+        model = copy.deepcopy(bases[json.dumps(v["model_kwargs"])])
+        if not v["stem"] or v["filed"]: model.net.get_submodule(model.stem_name).__class__ = torch.nn.Conv2d   # the plain first conv
+        if v["channels_last"]: model = model.to(memory_format=torch.channels_last)
+        run_cfg = dataclasses.replace(cfg, precision=v["precision"], channels_last=v["channels_last"])
         opt = build_optimizer(model.parameters(), run_cfg)   # today's: torch's for-loop AdamW on the CPU
-        if fused: opt = torch.optim.AdamW(model.parameters(), lr=run_cfg.lr, weight_decay=run_cfg.weight_decay, fused=True)
-        state[name] = (torch.compile(model) if compiled else model, opt, build_scheduler(opt, run_cfg, len(batches)), run_cfg,
-                       autocast_dtype(precision, device))
+        if v["fused"]: opt = torch.optim.AdamW(model.parameters(), lr=run_cfg.lr, weight_decay=run_cfg.weight_decay, fused=True)
+        loss = old_loss_fn if v["filed"] and old_loss_fn is not None else loss_fn
+        state[name] = (torch.compile(model) if v["compile"] else model, opt, build_scheduler(opt, run_cfg, len(batches)), run_cfg,
+                       autocast_dtype(v["precision"], device), loss)
     times = {name: [] for name in variants}
     for rep in range(repeats + 1):
         for name in variants:
-            model, opt, sch, run_cfg, dtype = state[name]
+            model, opt, sch, run_cfg, dtype, loss = state[name]
+            torch.utils.deterministic.fill_uninitialized_memory = variants[name]["fill"] or variants[name]["filed"]
             t0 = time.perf_counter()
-            train_one_epoch(model, batches, losses[name], opt, run_cfg, device, dtype, None, sch)
+            train_one_epoch(model, batches, loss, opt, run_cfg, device, dtype, None, sch)
             sync(device); dt = (time.perf_counter() - t0) / len(batches)
             if rep: times[name].append(dt)
             print(f"repeat {rep} {name}: {1e3 * dt:.0f} ms/step" + (" (warm-up)" if not rep else ""), flush=True)
     peaks = {"fp32": peak(torch.float32, device=device), "bf16": peak(torch.bfloat16, device=device)}
     step = {name: statistics.median(t) for name, t in times.items()}
     rows = []
-    for name, (precision, _, _, model_kwargs, _) in variants.items():
-        rate, flops_here = cfg.batch_size / step[name], flops_of[json.dumps(model_kwargs)]
-        rows.append({"mode": name, "ms/step": 1e3 * step[name], "samples/s": rate, "× fp32 eager": step[FP32_EAGER] / step[name],
-                     "× bf16 eager": step[BF16_EAGER] / step[name], **({f"× fp32 eager, {old}": step[f"fp32 eager, {old}"] / step[name]} if old_loss_fn else {}),
-                     "GFLOP/s": flops_here * rate / 1e9,
-                     "% of peak": 100 * flops_here * rate / 1e9 / peaks[precision]["gflops"], "GFLOP a sample": flops_here / 1e9})
-    header = (f"{info['cpu']}, {info['logical_cores']} cores, torch {info['torch']} ({threads} threads); default TrainConfig model, batch "
+    for name, v in variants.items():
+        rate, flops_here = cfg.batch_size / step[name], flops_of[json.dumps(v["model_kwargs"])]
+        rows.append({"mode": name, "ms/step": 1e3 * step[name], "samples/s": rate, "× as filed": step[FP32_FILED] / step[name],
+                     "× bf16 eager": step[BF16_EAGER] / step[name], "GFLOP/s": flops_here * rate / 1e9,
+                     "% of peak": 100 * flops_here * rate / 1e9 / peaks[v["precision"]]["gflops"], "GFLOP a sample": flops_here / 1e9})
+    filed = f"{FP32_FILED}: plain first conv, torch's for-loop AdamW, new tensors NaN-filled, " + (f"the loss of {args.reference_loss}" if old_loss_fn else "today's loss")
+    header = (f"{filed}; {info['cpu']}, {info['logical_cores']} cores, torch {info['torch']} ({threads} threads); default TrainConfig model, batch "
               f"{cfg.batch_size} of {tuple(batches[0]['image'].shape[-2:])}, {len(batches)} steps a repeat, median of {repeats}; "
               f"peaks: fp32 {peaks['fp32']['gflops']:.0f} GFLOP/s ({peaks['fp32']['source']}), bf16 {peaks['bf16']['gflops']:.0f} ({peaks['bf16']['source']}); "
               f"training FLOPs = 3 x forward ({flops / 1e9:.2f} GFLOP a sample)")

@@ -254,6 +254,7 @@ def set_seed(seed: int,                # the run's seed
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
+    torch.utils.deterministic.fill_uninitialized_memory = False   # a NaN fill of every new tensor: a debugging guard, not determinism
     return int(seed)
 
 # %% ../nbs/00_core.ipynb #9de27bc0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #acf9efe9
 from __future__ import annotations
-import hashlib, inspect, json, os
+import hashlib, inspect, json, os, weakref
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
@@ -279,6 +279,50 @@ def input_multiple(model: nn.Module  # a model from build_model
     return 1
 
 # %% ../nbs/03_model.ipynb #bdd32577
+class _BandsNeedNoGrad(torch.autograd.Function):
+    "A convolution of (bands, index channels) whose input gradient is computed for the index channels only."
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor|None, conv: nn.Conv2d, bands: int):
+        ctx.dtypes, ctx.conv, ctx.bands, ctx.has_bias = (x.dtype, weight.dtype, bias.dtype if bias is not None else None), conv, bands, bias is not None
+        device = x.device.type
+        if torch.is_autocast_enabled(device):     # cast as autocast casts a convolution's arguments
+            low = torch.get_autocast_dtype(device)
+            x, weight, bias = (t.to(low) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t for t in (x, weight, bias))
+        ctx.save_for_backward(x, weight)
+        with torch.autocast(device, enabled=False): return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
+        layout = (ctx.conv.stride, ctx.conv.padding, ctx.conv.dilation, False, [0, 0], 1)
+        grad_x = grad_weight = grad_bias = None
+        if need_weight or need_bias:
+            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad, x, weight, [weight.shape[0]] if ctx.has_bias else None, *layout, [False, need_weight, need_bias])
+        if need_x:
+            index_grad = torch.ops.aten.convolution_backward(grad, x[:, ctx.bands:], weight[:, ctx.bands:], None, *layout, [True, False, False])[0]
+            grad_x = x.new_zeros(x.shape, dtype=ctx.dtypes[0]); grad_x[:, ctx.bands:] = index_grad
+        cast = lambda g, dtype: None if g is None else g.to(dtype)
+        return grad_x, cast(grad_weight, ctx.dtypes[1]), cast(grad_bias, ctx.dtypes[2]), None, None
+
+class _StemConv(nn.Conv2d):
+    "The network's first convolution, told by WithSpectralIndices which input's leading band channels need no gradient."
+    bands_of: Any = None   # (weak reference to the input tensor, its band count) during WithSpectralIndices.forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ref, bands = self.bands_of or (None, 0)
+        if ref is None or ref() is not x: return super().forward(x)
+        return _BandsNeedNoGrad.apply(x, self.weight, self.bias, self, bands)
+
+def _stem_conv(net: nn.Module,  # the wrapped network
+               channels: int,   # its input channels (bands + indices)
+              ) -> str|None:
+    "Name of the network's first Conv2d, made a _StemConv when the band-channel shortcut applies to it (else None)."
+    name, conv = next(((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)), (None, None))
+    if conv is None or type(conv) not in (nn.Conv2d, _StemConv) or conv.in_channels != channels or conv.groups != 1 \
+       or conv.padding_mode != "zeros" or isinstance(conv.padding, str): return None
+    conv.__class__ = _StemConv    # same parameters and state-dict keys; only forward differs
+    return name
+
 class WithSpectralIndices(nn.Module):
     "A network fed its bands plus spectral indices computed from them inside the forward pass."
     def __init__(self, net: nn.Module,           # the network, built for len(bands) + len(features) input channels
@@ -291,9 +335,16 @@ class WithSpectralIndices(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1))
         self.feature_norm = nn.BatchNorm2d(len(self.features))
+        self.stem_name = _stem_conv(net, len(self.bands) + len(self.features))
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         indices = spectral_indices(x.float() * self.std + self.mean, self.bands, self.features)
-        return self.net(torch.cat([x, self.feature_norm(indices).to(x.dtype)], dim=1))
+        z = torch.cat([x, self.feature_norm(indices).to(x.dtype)], dim=1)
+        if self.stem_name is None or x.requires_grad or not torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.net(z)    # the plain convolution: the input's gradient is wanted, none is, or a tracer records the graph
+        stem = self.net.get_submodule(self.stem_name)
+        stem.bands_of = (weakref.ref(z), len(self.bands))   # z's band channels are x: no gradient to compute for them
+        try: return self.net(z)
+        finally: stem.bands_of = None
     def __getattr__(self, name: str):
         try: return super().__getattr__(name)
         except AttributeError:
