@@ -50,7 +50,7 @@ def loss_at(rev: str) -> types.ModuleType:
 
 
 VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on this CPU)
-    FP32_FILED: dict(precision="fp32", filed=True),
+    FP32_FILED: dict(precision="fp32", stem=False, fill=True, old_loss=True),
     "fp32 eager": dict(precision="fp32"),
     "fp32 channels-last": dict(precision="fp32", channels_last=True),
     BF16_EAGER: dict(),
@@ -65,7 +65,7 @@ VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on
     "bf16 channels-last, quarter decoder": dict(channels_last=True, model_kwargs=QUARTER_DECODER),
     "bf16 eager, half decoder": dict(model_kwargs=HALF_DECODER),
 }
-DEFAULTS = dict(precision="bf16", channels_last=False, compile=False, model_kwargs={}, stem=True, fused=False, fill=False, filed=False)
+DEFAULTS = dict(precision="bf16", channels_last=False, compile=False, model_kwargs={}, stem=True, fused=False, fill=False, old_loss=False)
 
 
 def main():
@@ -104,19 +104,19 @@ def main():
     state = {}
     for name, v in variants.items():
         model = copy.deepcopy(bases[json.dumps(v["model_kwargs"])])
-        if not v["stem"] or v["filed"]: model.net.get_submodule(model.stem_name).__class__ = torch.nn.Conv2d   # the plain first conv
+        if not v["stem"]: model.net.get_submodule(model.stem_name).__class__ = torch.nn.Conv2d   # the plain first conv
         if v["channels_last"]: model = model.to(memory_format=torch.channels_last)
         run_cfg = dataclasses.replace(cfg, precision=v["precision"], channels_last=v["channels_last"])
         opt = build_optimizer(model.parameters(), run_cfg)   # today's: torch's for-loop AdamW on the CPU
         if v["fused"]: opt = torch.optim.AdamW(model.parameters(), lr=run_cfg.lr, weight_decay=run_cfg.weight_decay, fused=True)
-        loss = old_loss_fn if v["filed"] and old_loss_fn is not None else loss_fn
+        loss = old_loss_fn if v["old_loss"] and old_loss_fn is not None else loss_fn
         state[name] = (torch.compile(model) if v["compile"] else model, opt, build_scheduler(opt, run_cfg, len(batches)), run_cfg,
                        autocast_dtype(v["precision"], device), loss)
     times = {name: [] for name in variants}
     for rep in range(repeats + 1):
         for name in variants:
             model, opt, sch, run_cfg, dtype, loss = state[name]
-            torch.utils.deterministic.fill_uninitialized_memory = variants[name]["fill"] or variants[name]["filed"]
+            torch.utils.deterministic.fill_uninitialized_memory = variants[name]["fill"]
             t0 = time.perf_counter()
             train_one_epoch(model, batches, loss, opt, run_cfg, device, dtype, None, sch)
             sync(device); dt = (time.perf_counter() - t0) / len(batches)

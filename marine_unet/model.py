@@ -283,7 +283,7 @@ class _BandsNeedNoGrad(torch.autograd.Function):
     "A convolution of (bands, index channels) whose input gradient is computed for the index channels only."
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor|None, conv: nn.Conv2d, bands: int):
-        ctx.dtypes, ctx.conv, ctx.bands, ctx.has_bias = (x.dtype, weight.dtype, bias.dtype if bias is not None else None), conv, bands, bias is not None
+        ctx.dtypes, ctx.conv, ctx.bands = (x.dtype, weight.dtype, None if bias is None else bias.dtype), conv, bands
         device = x.device.type
         if torch.is_autocast_enabled(device):     # cast as autocast casts a convolution's arguments
             low = torch.get_autocast_dtype(device)
@@ -298,7 +298,7 @@ class _BandsNeedNoGrad(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if need_weight or need_bias:
             _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad, x, weight, [weight.shape[0]] if ctx.has_bias else None, *layout, [False, need_weight, need_bias])
+                grad, x, weight, None if ctx.dtypes[2] is None else [weight.shape[0]], *layout, [False, need_weight, need_bias])
         if need_x:
             index_grad = torch.ops.aten.convolution_backward(grad, x[:, ctx.bands:], weight[:, ctx.bands:], None, *layout, [True, False, False])[0]
             grad_x = x.new_zeros(x.shape, dtype=ctx.dtypes[0]); grad_x[:, ctx.bands:] = index_grad
