@@ -8,7 +8,7 @@ synthetic default dataset's patches, AdamW, combined loss), on the same pre-load
   issue 20 calls "today's", which every row is compared with;
 - fp32 eager and channels-last with today's code;
 - bf16 autocast: what `precision="auto"` is on a CPU with native bf16, today's default here; and the same with the
-  plain first convolution, with the NaN fill, with both (the default before), and with torch's fused AdamW;
+  plain first convolution, with the NaN fill, and with torch's multi-tensor (foreach) or fused AdamW;
 - bf16 channels-last; `torch.compile` (inductor) in fp32 and bf16; narrower U-Net decoders (`model_kwargs`).
 
 Variants run in turns over repeats (repeat 0 warms up, and compiles), so the machine's drift hits each alike. The
@@ -54,10 +54,10 @@ VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on
     "fp32 eager": dict(precision="fp32"),
     "fp32 channels-last": dict(precision="fp32", channels_last=True),
     BF16_EAGER: dict(),
+    "bf16 eager, foreach AdamW": dict(foreach=True),
     "bf16 eager, plain stem": dict(stem=False),
-    "bf16 eager, fused AdamW": dict(fused=True),
     "bf16 eager, NaN fill of new tensors": dict(fill=True),
-    "bf16 eager, plain stem, NaN fill (the default before)": dict(stem=False, fill=True),
+    "bf16 eager, fused AdamW": dict(fused=True),
     "bf16 channels-last": dict(channels_last=True),
     "fp32 compile": dict(precision="fp32", compile=True),
     "bf16 compile": dict(compile=True),
@@ -65,7 +65,8 @@ VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on
     "bf16 channels-last, quarter decoder": dict(channels_last=True, model_kwargs=QUARTER_DECODER),
     "bf16 eager, half decoder": dict(model_kwargs=HALF_DECODER),
 }
-DEFAULTS = dict(precision="bf16", channels_last=False, compile=False, model_kwargs={}, stem=True, fused=False, fill=False, old_loss=False)
+DEFAULTS = dict(precision="bf16", channels_last=False, compile=False, model_kwargs={}, stem=True, foreach=False, fused=False, fill=False,
+                old_loss=False)
 
 
 def main():
@@ -108,7 +109,9 @@ def main():
         if v["channels_last"]: model = model.to(memory_format=torch.channels_last)
         run_cfg = dataclasses.replace(cfg, precision=v["precision"], channels_last=v["channels_last"])
         opt = build_optimizer(model.parameters(), run_cfg)   # today's: torch's for-loop AdamW on the CPU
-        if v["fused"]: opt = torch.optim.AdamW(model.parameters(), lr=run_cfg.lr, weight_decay=run_cfg.weight_decay, fused=True)
+        if v["fused"] or v["foreach"]:
+            kind = dict(fused=True) if v["fused"] else dict(foreach=True)
+            opt = torch.optim.AdamW(model.parameters(), lr=run_cfg.lr, weight_decay=run_cfg.weight_decay, **kind)
         loss = old_loss_fn if v["old_loss"] and old_loss_fn is not None else loss_fn
         state[name] = (torch.compile(model) if v["compile"] else model, opt, build_scheduler(opt, run_cfg, len(batches)), run_cfg,
                        autocast_dtype(v["precision"], device), loss)

@@ -18,8 +18,8 @@ from .model import load_model, input_multiple, model_dir
 __all__ = ['PRECISIONS', 'AUTOCAST_DTYPES', 'NATIVE_BF16_FLAGS', 'CHANNELS_LAST_DEVICES', 'DIHEDRAL_NAMES', 'TEMPERATURE_FILE',
            'cpu_has_native_bf16', 'autocast_dtype', 'precision_name', 'autocast', 'model_device', 'prepare_model',
            'model_input', 'dihedral_transforms', 'tta_forward', 'tta_inverse', 'tta_predict', 'forward_logits',
-           'batch_probabilities', 'predict_array', 'model_temperature', 'model_members', 'members_probabilities',
-           'compiled_members']
+           'predicted_classes', 'batch_probabilities', 'predict_array', 'model_temperature', 'model_members',
+           'members_probabilities', 'compiled_members']
 
 # %% ../nbs/03a_forward.ipynb #d66c439b
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -132,6 +132,11 @@ def forward_logits(model: Callable[[torch.Tensor], torch.Tensor],  # images (N, 
     "Float32 logits (N, K, H, W) of `x`, the model run under autocast in `dtype`."
     with autocast(x.device, dtype): logits = model(x)
     return logits.float()
+
+def predicted_classes(scores: torch.Tensor  # (N, K, H, W) logits or probabilities
+                     ) -> torch.Tensor:
+    "(N, H, W) int64 index of each pixel's largest score along K: `scores.argmax(1)` (the first of equal ones), read from a channels-last copy."
+    return scores.movedim(1, -1).contiguous().argmax(-1)
 
 def batch_probabilities(model: Callable[[torch.Tensor], torch.Tensor],  # images (N, C, H, W) -> logits (N, K, H, W)
                         x: torch.Tensor,                                 # images (N, C, H, W) on the model's device

@@ -15,7 +15,7 @@ from .core import *
 import segmentation_models_pytorch as smp
 import timm
 from safetensors import SafetensorError, safe_open as _safe_open
-from safetensors.torch import load_file as _load_safetensors, save_file as _save_safetensors
+from safetensors.torch import load_file as _load_safetensors, save_file as _save_safetensors, save as _safetensors_bytes
 
 # %% auto #0
 __all__ = ['SMP_ARCHITECTURES', 'OWN_ARCHITECTURES', 'ARCHITECTURES', 'WEIGHT_SUFFIXES', 'S2_L1C_BANDS', 'S2_L2A_BANDS',
@@ -640,6 +640,16 @@ def load_model(folder: str|os.PathLike,                     # a folder written b
 from_pretrained = load_model  # the name other libraries use
 
 # %% ../nbs/03_model.ipynb #4b7a9e12
+def _sorted_metadata(data: bytes  # a safetensors file's bytes
+                    ) -> bytes:
+    "The same file with its header's metadata first and in sorted key order (safetensors writes it in random order)."
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    header = {"__metadata__": dict(sorted(header.pop("__metadata__", {}).items()))} | header
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)   # the tensors start 8-byte aligned, as safetensors pads its header
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
+
 def save_encoder_weights(model: nn.Module|str|os.PathLike,  # a model from build_model, or a model folder or training run folder
                          path: str|os.PathLike,              # the .safetensors file to write
                          bands: Sequence[str]|None=None,     # a model's bands (a folder names its own); None = the model's, or the 11 MARIDA bands
@@ -657,7 +667,7 @@ def save_encoder_weights(model: nn.Module|str|os.PathLike,  # a model from build
     bands = _model_bands(model.bands if bands is None and features else bands, _first_conv(encoder)[1].in_channels - len(features))
     state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()} | \
             ({f"feature_norm.{k}": v for k, v in model.feature_norm.state_dict().items() if k in _NORM_KEYS} if features else {})
-    with atomic_path(path) as tmp:   # (core) the file appears complete or not at all
-        _save_safetensors({k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}, str(tmp),
-                          metadata={"format": "pt", CHANNELS_KEY: json.dumps(bands + features)})
+    data = _safetensors_bytes({k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()},
+                              metadata={"format": "pt", CHANNELS_KEY: json.dumps(bands + features)})
+    with atomic_path(path) as tmp: tmp.write_bytes(_sorted_metadata(data))   # (core) the file appears complete or not at all
     return path

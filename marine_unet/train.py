@@ -292,7 +292,7 @@ def validate(model: nn.Module,              # the model to score
         if max_batches and i >= max_batches: break
         batch = _to_device(batch, device, channels_last)
         logits = forward_logits(model, batch["image"], amp_dtype)
-        cm += confusion_matrix(batch["mask"], logits.argmax(1), num_classes)
+        cm += confusion_matrix(batch["mask"], predicted_classes(logits), num_classes)
         if loss_fn is not None: loss_sum += loss_fn(logits, batch["mask"], None).item() * len(logits); seen += len(logits)
     if dist.is_available() and dist.is_initialized():
         t = torch.tensor(np.append(cm.ravel(), [loss_sum, seen]), dtype=torch.float64)
@@ -425,7 +425,7 @@ def prediction_figure(model: nn.Module,                 # the model to show (set
     items = [dataset[i] for i in indices]
     model.eval()
     x = _to_device({"image": torch.stack([item["image"] for item in items])}, torch.device(device), channels_last)["image"]
-    predicted = forward_logits(model, x, amp_dtype).argmax(1).cpu().numpy()
+    predicted = predicted_classes(forward_logits(model, x, amp_dtype)).cpu().numpy()
     rows = []
     for item, pred in zip(items, predicted):
         gap = np.ones((pred.shape[0], 2, 3))
