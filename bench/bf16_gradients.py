@@ -42,7 +42,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
 
 
-def gradient_errors(threads: int) -> list[dict]:
+def gradient_errors() -> list[dict]:
     "One step in fp32 / bf16 × NCHW / channels-last against float64, on the default model and one batch."
     cfg = check_config(TrainConfig(device="cpu", progress=False))
     set_seed(cfg.seed, cfg.deterministic)
@@ -88,7 +88,7 @@ def main():
     args = p.parse_args()
     threads = set_threads(args.threads or 2)
     info = machine_info("cpu") | {"ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}
-    rows = gradient_errors(threads)
+    rows = gradient_errors()
     trainings = short_trainings(args.epochs) if args.epochs else []
     text = (f"{info['cpu']}, {threads} threads, ONEDNN_MAX_CPU_ISA={info['ONEDNN_MAX_CPU_ISA'] or '(not set)'}; one step of the default model "
             f"against float64\n\n{markdown_table(rows, digits=6)}\n" + (f"\n{markdown_table(trainings)}\n" if trainings else "") + command_line())

@@ -109,8 +109,7 @@ def main():
         if v["channels_last"]: model = model.to(memory_format=torch.channels_last)
         run_cfg = dataclasses.replace(cfg, precision=v["precision"], channels_last=v["channels_last"])
         opt = build_optimizer(model.parameters(), run_cfg)   # today's: torch's for-loop AdamW on the CPU
-        if v["fused"] or v["foreach"]:
-            kind = dict(fused=True) if v["fused"] else dict(foreach=True)
+        if kind := {k: True for k in ("fused", "foreach") if v[k]}:   # torch's fused or multi-tensor AdamW instead
             opt = torch.optim.AdamW(model.parameters(), lr=run_cfg.lr, weight_decay=run_cfg.weight_decay, **kind)
         loss = old_loss_fn if v["old_loss"] and old_loss_fn is not None else loss_fn
         state[name] = (torch.compile(model) if v["compile"] else model, opt, build_scheduler(opt, run_cfg, len(batches)), run_cfg,
