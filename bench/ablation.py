@@ -22,9 +22,12 @@ CONFIGURATIONS = {"U-Net, bands only, fp32 (the default until 2026-11-30)": "def
                   "the bf16 default + channels-last + fused AdamW, issue 20 (not the default)": "cl-fused",
                   "the bf16 default with epochs=70, issue 20 (not the default)": "e70",
                   "the bf16 default with epochs=75 + channels-last, issue 20 (not the default)": "cl-e75",
-                  "the bf16 default + channels-last, with the shared-preparation loss, issue 20 (not the default)": "cl",
+                  "bf16 + channels-last, with the shared-preparation loss, issue 20 (the default since 2026-12-01)": "cl",
                   "the bf16 default with the shared-preparation loss (614ce61; archive: seeds 0, 2 from efd36ff), issue 20": "shared-loss",
-                  "the bf16 default + fused AdamW (efd36ff), issue 20 (not the default)": "fused"}
+                  "the bf16 default + fused AdamW (efd36ff), issue 20 (not the default)": "fused",
+                  "bf16 NCHW on an Intel Xeon with AMX, seeds 0-5": "xeon",
+                  "bf16 NCHW on an Intel Xeon with AMX (bc4e929), default family": "xeon-bf16",
+                  "bf16 + channels-last on an Intel Xeon with AMX (the default since 2026-12-01)": "xeon-cl"}
 FAMILIES = ("default", "archive")
 COLUMNS = ("model", "seeds", "debris F1", "debris IoU", "macro-F1", "mIoU", "val debris F1", "val macro-F1", "best epoch")
 FIGURES = (("debris F1", lambda s: _debris(s, "f1")), ("debris IoU", lambda s: _debris(s, "iou")),

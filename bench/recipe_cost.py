@@ -38,6 +38,7 @@ def main():
     p.add_argument("--epochs", type=int, default=4, help="epochs a training (the first is warm-up)")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=FIELD=VALUE[;FIELD=VALUE]", help="a variant to time (repeatable)")
     p.add_argument("--family", default="default", choices=tuple(SYNTHETIC_FAMILIES), help="synthetic dataset family")
+    p.add_argument("--name", default="", help="results file name (results/NAME.json); empty: recipe_cost[_quick][_FAMILY]")
     args = p.parse_args()
     threads = set_threads(args.threads); device = pick_device(args.device)
     variants = dict([("today's defaults", {})] + [parse_variant(v) for v in (args.variant or ["bands only=features=none"])])
@@ -59,7 +60,7 @@ def main():
     print(text)
     out = {"machine": info, "command": command_line(), "family": args.family, "variants": variants,
            "epoch_seconds": times, "rows": rows, "table": text}
-    name = "recipe_cost" + ("_quick" if args.quick else "") + ("" if args.family == "default" else f"_{args.family}")
+    name = args.name or "recipe_cost" + ("_quick" if args.quick else "") + ("" if args.family == "default" else f"_{args.family}")
     print(f"wrote {write_results(name, out)}")
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ synthetic default dataset's patches, AdamW, combined loss), on the same pre-load
   as it was at git revision REV (e.g. ed9e7d6, before the combined loss's terms shared one preparation): the step
   issue 20 calls "today's", which every row is compared with;
 - fp32 eager and channels-last with today's code;
-- bf16 autocast: what `precision="auto"` is on a CPU with native bf16, today's default here; and the same with the
-  plain first convolution, with the NaN fill, and with torch's multi-tensor (foreach) or fused AdamW;
-- bf16 channels-last; `torch.compile` (inductor) in fp32 and bf16; narrower U-Net decoders (`model_kwargs`).
+- bf16 autocast in NCHW: what `precision="auto"` is on a CPU with native bf16, the default until 2026-12-01; and the
+  same with the plain first convolution, with the NaN fill, and with torch's multi-tensor (foreach) or fused AdamW;
+- bf16 channels-last (the default since 2026-12-01, `channels_last=True`); `torch.compile` (inductor) in fp32 and
+  bf16; narrower U-Net decoders (`model_kwargs`).
 
 Variants run in turns over repeats (repeat 0 warms up, and compiles), so the machine's drift hits each alike. The
 figures are the median ms per step, samples/s, the ratio to the as-filed step and to bf16 eager, and GFLOP/s as a
@@ -37,7 +38,7 @@ from marine_unet.train import (TrainConfig, check_config, build_optimizer, build
 
 HALF_DECODER = {"decoder_channels": [128, 64, 32, 16, 8]}     # smp's default decoder (256, 128, 64, 32, 16) at half width
 QUARTER_DECODER = {"decoder_channels": [64, 32, 16, 16, 16]}
-FP32_FILED, BF16_EAGER = "fp32 eager as filed", "bf16 eager (default here)"   # the reference rows: always run, ratios to each
+FP32_FILED, BF16_EAGER = "fp32 eager as filed", "bf16 eager (NCHW)"   # the reference rows: always run, ratios to each
 
 
 def loss_at(rev: str) -> types.ModuleType:
@@ -49,7 +50,7 @@ def loss_at(rev: str) -> types.ModuleType:
     return module
 
 
-VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on this CPU)
+VARIANTS = {   # name -> how it differs from the bf16 eager NCHW step
     FP32_FILED: dict(precision="fp32", stem=False, fill=True, old_loss=True),
     "fp32 eager": dict(precision="fp32"),
     "fp32 channels-last": dict(precision="fp32", channels_last=True),
@@ -58,7 +59,7 @@ VARIANTS = {   # name -> how it differs from today's default step (bf16 eager on
     "bf16 eager, plain stem": dict(stem=False),
     "bf16 eager, NaN fill of new tensors": dict(fill=True),
     "bf16 eager, fused AdamW": dict(fused=True),
-    "bf16 channels-last": dict(channels_last=True),
+    "bf16 channels-last (default here)": dict(channels_last=True),
     "fp32 compile": dict(precision="fp32", compile=True),
     "bf16 compile": dict(compile=True),
     "bf16 channels-last, half decoder": dict(channels_last=True, model_kwargs=HALF_DECODER),
