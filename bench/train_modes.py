@@ -9,8 +9,10 @@ synthetic default dataset's patches, AdamW, combined loss), on the same pre-load
 - fp32 eager and channels-last with today's code;
 - bf16 autocast in NCHW: what `precision="auto"` is on a CPU with native bf16, the default until 2026-12-01; and the
   same with the plain first convolution, with the NaN fill, and with torch's multi-tensor (foreach) or fused AdamW;
-- bf16 channels-last (the default since 2026-12-01, `channels_last=True`); `torch.compile` (inductor) in fp32 and
-  bf16; narrower U-Net decoders (`model_kwargs`).
+- bf16 channels-last (the default since 2026-12-01, `channels_last=True`, on a CPU with native bf16; on one without,
+  `precision="auto"` is fp32, so fp32 channels-last is the default there: the table marks the row `TrainConfig()`
+  runs on this machine "(default here)"); `torch.compile` (inductor) in fp32 and bf16; narrower U-Net decoders
+  (`model_kwargs`).
 
 Variants run in turns over repeats (repeat 0 warms up, and compiles), so the machine's drift hits each alike. The
 figures are the median ms per step, samples/s, the ratio to the as-filed step and to bf16 eager, and GFLOP/s as a
@@ -29,7 +31,7 @@ from common import *   # noqa: F401,F403
 import torch
 
 from marine_unet.core import set_seed
-from marine_unet.forward import autocast_dtype
+from marine_unet.forward import autocast_dtype, precision_name, cpu_has_native_bf16
 from marine_unet.synthetic import synthetic_marida_dir
 from marine_unet.model import build_model
 from marine_unet.loss import build_loss
@@ -59,7 +61,7 @@ VARIANTS = {   # name -> how it differs from the bf16 eager NCHW step
     "bf16 eager, plain stem": dict(stem=False),
     "bf16 eager, NaN fill of new tensors": dict(fill=True),
     "bf16 eager, fused AdamW": dict(fused=True),
-    "bf16 channels-last (default here)": dict(channels_last=True),
+    "bf16 channels-last": dict(channels_last=True),
     "fp32 compile": dict(precision="fp32", compile=True),
     "bf16 compile": dict(compile=True),
     "bf16 channels-last, half decoder": dict(channels_last=True, model_kwargs=HALF_DECODER),
@@ -74,7 +76,7 @@ def main():
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=6, help="training steps per timed repeat")
     p.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile variants")
-    p.add_argument("--only", nargs="*", default=None, help="variant names to run (fp32 eager and bf16 eager always run, for the ratios)")
+    p.add_argument("--only", nargs="*", default=None, help="variant names to run (fp32 eager as filed always runs, and bf16 eager where the CPU has native bf16, for the ratios)")
     p.add_argument("--skip-decoders", action="store_true", help="leave out the narrower-decoder variants")
     p.add_argument("--name", default="train_modes", help="results file name (results/NAME.json)")
     p.add_argument("--reference-loss", default="", help="git revision whose loss module to time too (fp32 and bf16 eager rows)")
@@ -97,8 +99,10 @@ def main():
         return build_model(cfg.arch, encoder=cfg.encoder, in_channels=len(cfg.bands), classes=cfg.protocol, bands=list(cfg.bands),
                            features=cfg.features, mean=mean, std=std, **model_kwargs).to(device)
     variants = {k: DEFAULTS | v for k, v in VARIANTS.items()}
-    keep = lambda k, v: k in (FP32_FILED, BF16_EAGER) or not ((args.skip_compile or args.quick) and v["compile"]
-                                                              or args.skip_decoders and v["model_kwargs"] or args.only and k not in args.only)
+    bf16_fast = device.type == "cuda" or cpu_has_native_bf16()   # else bf16 is emulated, far slower than fp32: only with --only
+    wanted = lambda k, v: not ((args.skip_compile or args.quick) and v["compile"] or args.skip_decoders and v["model_kwargs"]
+                               or args.only and k not in args.only)
+    keep = lambda k, v: k == FP32_FILED or (k == BF16_EAGER or wanted(k, v)) and (bf16_fast or v["precision"] != "bf16" or k in (args.only or ()))
     variants = {k: v for k, v in variants.items() if keep(k, v)}
     bases = {json.dumps(v["model_kwargs"]): build(v["model_kwargs"]) for v in variants.values()}
     flops_of = {key: forward_flops(copy.deepcopy(m).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3 for key, m in bases.items()}
@@ -125,18 +129,20 @@ def main():
             sync(device); dt = (time.perf_counter() - t0) / len(batches)
             if rep: times[name].append(dt)
             print(f"repeat {rep} {name}: {1e3 * dt:.0f} ms/step" + (" (warm-up)" if not rep else ""), flush=True)
-    peaks = {"fp32": peak(torch.float32, device=device), "bf16": peak(torch.bfloat16, device=device)}
+    peaks = {p: peak(dtype, device=device) for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))   # emulated bf16: no
+             if any(v["precision"] == p for v in variants.values()) and (p == "fp32" or bf16_fast)}       # peak (it takes minutes)
     step = {name: statistics.median(t) for name, t in times.items()}
-    rows = []
+    rows, default_precision = [], precision_name(autocast_dtype("auto", device))   # bf16 where the CPU has native bf16, else fp32
     for name, v in variants.items():
         rate, flops_here = cfg.batch_size / step[name], flops_of[json.dumps(v["model_kwargs"])]
-        rows.append({"mode": name, "ms/step": 1e3 * step[name], "samples/s": rate, "× as filed": step[FP32_FILED] / step[name],
-                     "× bf16 eager": step[BF16_EAGER] / step[name], "GFLOP/s": flops_here * rate / 1e9,
-                     "% of peak": 100 * flops_here * rate / 1e9 / peaks[v["precision"]]["gflops"], "GFLOP a sample": flops_here / 1e9})
+        here = v == DEFAULTS | dict(precision=default_precision, channels_last=True)   # what TrainConfig() runs on this machine
+        rows.append({"mode": name + (" (default here)" if here else ""), "ms/step": 1e3 * step[name], "samples/s": rate, "× as filed": step[FP32_FILED] / step[name],
+                     "× bf16 eager": step[BF16_EAGER] / step[name] if BF16_EAGER in step else None, "GFLOP/s": flops_here * rate / 1e9,
+                     "% of peak": 100 * flops_here * rate / 1e9 / peaks[v["precision"]]["gflops"] if v["precision"] in peaks else None, "GFLOP a sample": flops_here / 1e9})
     filed = f"{FP32_FILED}: plain first conv, torch's for-loop AdamW, new tensors NaN-filled, " + (f"the loss of {args.reference_loss}" if old_loss_fn else "today's loss")
     header = (f"{filed}; {info['cpu']}, {info['logical_cores']} cores, torch {info['torch']} ({threads} threads); default TrainConfig model, batch "
               f"{cfg.batch_size} of {tuple(batches[0]['image'].shape[-2:])}, {len(batches)} steps a repeat, median of {repeats}; "
-              f"peaks: fp32 {peaks['fp32']['gflops']:.0f} GFLOP/s ({peaks['fp32']['source']}), bf16 {peaks['bf16']['gflops']:.0f} ({peaks['bf16']['source']}); "
+              "peaks: " + ", ".join(f"{p} {r['gflops']:.0f} GFLOP/s ({r['source']})" for p, r in peaks.items()) + "; "
               f"training FLOPs = 3 x forward ({flops / 1e9:.2f} GFLOP a sample)")
     text = f"{header}\n\n{markdown_table(rows)}\n{command_line()}"
     print(text)

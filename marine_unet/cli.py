@@ -72,7 +72,8 @@ def _add_model_options(p: argparse.ArgumentParser):
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False, help="average the 8 dihedral views")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="fp32, autocast in bf16 (CPU or GPU) or fp16 (GPU), or auto (fp16 on CUDA, else fp32)")
+                   help="fp32, autocast in bf16 (GPU, or a CPU with native bf16; emulated and slow on others) or fp16 (GPU), "
+                        "or auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `marine-unet` argument parser with its subcommands."

@@ -67,7 +67,7 @@ def predict_patches(model: str|os.PathLike|tuple|nn.Module|Sequence,  # model/ru
                     batch_size: int=8,                        # patches per forward pass
                     tta: bool=False,                          # average the 8 dihedral views
                     device: str|torch.device="cpu",           # where to run the model
-                    precision: str="fp32",                    # fp32, bf16 (autocast; CPU or GPU), fp16 (autocast; GPU) or auto (fp16 on CUDA, else fp32)
+                    precision: str="fp32",                    # fp32, bf16 (autocast; GPU or a CPU with native bf16), fp16 (autocast; GPU) or auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)
                     decision: Decision|str|os.PathLike|None=None,  # how probabilities become classes: a Decision or a decision.json; None = arg-max
                    ) -> tuple[np.ndarray, np.ndarray]:
     "Class probabilities float32 (N, K, H, W) (the members' mean) and classes uint8 (N, H, W) of a stack of patches."
@@ -720,7 +720,7 @@ def predict_scene(model_or_folder: str|os.PathLike|tuple|Sequence,  # model/run 
                   tta: bool=False,                         # average the 8 dihedral views
                   probabilities: bool=False,               # also write <dst stem>_probabilities.tif (float32, one band a class)
                   device: str|torch.device="cpu",          # where to run the model
-                  precision: str="fp32",                   # fp32, bf16 (autocast; CPU or GPU), fp16 (autocast; GPU) or auto (fp16 on CUDA, else fp32)
+                  precision: str="fp32",                   # fp32, bf16 (autocast; GPU or a CPU with native bf16), fp16 (autocast; GPU) or auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)
                   overwrite: bool=False,                   # replace existing outputs (and discard a partial run)
                   resume: bool=False,                      # continue the partial run in <dst>.partial/ of an interrupted call
                   progress: bool=True,                     # show a tqdm progress bar
