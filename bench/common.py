@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1"); os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
+from marine_unet.core import cpu_flags, cpu_model, numpy_math_kernels
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -56,20 +57,9 @@ def time_fn(fn: Callable[[], Any], repeats: int=7, warmup: int=2, device: torch.
             "warmup": warmup, "inner": inner, "times_s": [round(t, 6) for t in times], "threads": torch.get_num_threads()}
 
 # ---------------------------------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"): return line.split(":", 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
 def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2", "avx512_vnni", "avx_vnni")))
-    except OSError: pass
-    return []
+    "The CPU flags that choose the kernels the benchmarks time (bf16, AMX, AVX-512, AVX2, VNNI)."
+    return sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2", "avx512_vnni", "avx_vnni")))
 
 def _version(name: str) -> str|None:
     try:
@@ -84,7 +74,7 @@ def _git_commit() -> str|None:
 def machine_info(device: torch.device|str="cpu") -> dict[str, Any]:
     "CPU model, cores, thread count, load, torch / ORT / smp versions, device (GPU name) and git commit."
     device = torch.device(device)
-    info = {"cpu": _cpu_model(), "cpu_flags": _cpu_flags(), "logical_cores": os.cpu_count(),
+    info = {"cpu": cpu_model(), "cpu_flags": _cpu_flags(), "numpy_kernels": numpy_math_kernels(), "logical_cores": os.cpu_count(),
             "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "torch_threads": torch.get_num_threads(), "load_average": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": _version("onnxruntime"),

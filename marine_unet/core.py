@@ -19,14 +19,15 @@ import torch
 # %% auto #0
 __all__ = ['BANDS', 'BAND_NAMES', 'BAND_WAVELENGTHS_NM', 'BANDS_MEAN', 'BANDS_STD', 'RGB_BANDS', 'SPECTRAL_INDICES',
            'CLASS_NAMES_15', 'CLASS_COLORS_15', 'CLASS_DISTRIBUTION_15', 'MERGED_INTO_WATER', 'IGNORE_INDEX',
-           'NODATA_CLASS', 'PROTOCOLS', 'SPLITS', 'COMMIT_HOOKS', 'STORAGE_ERRNOS', 'TRACKED_PACKAGES', 'LOCK_FILE',
-           'InputError', 'check_integer', 'check_number', 'check_choice', 'Band', 'parse_bands', 'band_indices',
-           'band_stats', 'parse_features', 'spectral_indices', 'check_protocol', 'class_names', 'class_colors',
-           'codes_to_target', 'class_distribution', 'rgb_composite', 'mask_to_rgb', 'set_seed', 'seed_worker',
-           'torch_generator', 'get_device', 'as_device', 'commit_hook', 'commit_file', 'StorageError', 'storage_error',
-           'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff', 'interrupted_writes',
-           'remove_interrupted_writes', 'cache_root', 'package_versions', 'git_commit', 'data_fingerprint',
-           'environment_info', 'make_run_dir', 'record_run', 'folder_lock', 'class_probabilities', 'markdown_table']
+           'NODATA_CLASS', 'PROTOCOLS', 'SPLITS', 'COMMIT_HOOKS', 'STORAGE_ERRNOS', 'TRACKED_PACKAGES', 'SIMD_FLAGS',
+           'NUMPY_MATH', 'LOCK_FILE', 'InputError', 'check_integer', 'check_number', 'check_choice', 'Band',
+           'parse_bands', 'band_indices', 'band_stats', 'parse_features', 'spectral_indices', 'check_protocol',
+           'class_names', 'class_colors', 'codes_to_target', 'class_distribution', 'rgb_composite', 'mask_to_rgb',
+           'set_seed', 'seed_worker', 'torch_generator', 'get_device', 'as_device', 'commit_hook', 'commit_file',
+           'StorageError', 'storage_error', 'atomic_path', 'write_json', 'atomic_folder', 'write_geotiff',
+           'interrupted_writes', 'remove_interrupted_writes', 'cache_root', 'package_versions', 'git_commit',
+           'data_fingerprint', 'cpu_flags', 'cpu_model', 'numpy_math_kernels', 'environment_info', 'make_run_dir',
+           'record_run', 'folder_lock', 'class_probabilities', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #aa746622
 class InputError(ValueError):
@@ -506,12 +507,43 @@ def data_fingerprint(root: str|Path,           # data folder
                 for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return {"sha256": h.hexdigest(), "files": len(files), "bytes": total, "content": content}
 
+# %% ../nbs/00_core.ipynb #66fde2cd
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve", "bf16")  # the flags environment.json keeps
+NUMPY_MATH = ("sin", "cos", "exp", "arctan2", "power")   # float64 numpy functions whose rounding depends on the CPU
+
+def _cpuinfo(cpuinfo: str|None) -> str:
+    "The given /proc/cpuinfo text, or this machine's ('' where there is none)."
+    if cpuinfo is not None: return cpuinfo
+    try: return Path("/proc/cpuinfo").read_text()
+    except OSError: return ""
+
+def cpu_flags(cpuinfo: str|None=None  # text of /proc/cpuinfo; None: read this machine's (no file: no flags)
+             ) -> set[str]:
+    "The CPU's feature flags, from the flags (x86) or Features (Arm) lines of /proc/cpuinfo."
+    lines = _cpuinfo(cpuinfo).splitlines()
+    return {f for line in lines if line.split(":")[0].strip() in ("flags", "Features") for f in line.split(":", 1)[-1].split()}
+
+def cpu_model(cpuinfo: str|None=None  # text of /proc/cpuinfo; None: read this machine's
+             ) -> str:
+    "The CPU's model name from /proc/cpuinfo, else what the platform module says."
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo(cpuinfo).splitlines() if line.split(":")[0].strip() == "model name"]
+    return names[0] if names else platform.processor() or platform.machine()
+
+def numpy_math_kernels(names: Sequence[str]=NUMPY_MATH  # numpy ufunc names
+                      ) -> dict[str, str]:
+    "The SIMD target numpy runs each float64 ufunc of `names` with on this CPU (empty before numpy 2)."
+    try: from numpy.lib.introspect import opt_func_info
+    except ImportError: return {}
+    info = lambda name: opt_func_info(func_name=f"^{name}$", signature="float64").get(name, {})   # {"dd" or "ddd": targets}
+    return {name: next(iter(info(name).values()), {}).get("current", "unknown") for name in names}
+
 # %% ../nbs/00_core.ipynb #8448af06
 def environment_info(device: str|torch.device|None=None,  # the device the run uses
                      repo: str|Path=".",                   # folder inside the git checkout to record
                     ) -> dict[str, Any]:
-    "Python, platform, package versions, torch threads, device and git commit of this run."
+    "Python, platform, CPU, package versions, torch threads, device and git commit of this run."
     info = {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
+            "cpu": {"model": cpu_model(), "flags": sorted(cpu_flags() & set(SIMD_FLAGS)), "numpy_kernels": numpy_math_kernels()},
             "packages": package_versions(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.version.cuda if torch.cuda.is_available() else None, "git": git_commit(repo),
             "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

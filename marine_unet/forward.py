@@ -29,11 +29,7 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # /proc/cpuinfo flags o
 def cpu_has_native_bf16(cpuinfo: str|None=None,  # text of /proc/cpuinfo; None: read this machine's (no file: False)
                        ) -> bool:
     "Whether the CPU computes bfloat16 natively, read from the flags (x86) or Features (Arm) lines of /proc/cpuinfo."
-    if cpuinfo is None:
-        try: cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError: return False
-    flags = {f for line in cpuinfo.splitlines() if line.split(":")[0].strip() in ("flags", "Features") for f in line.split(":", 1)[-1].split()}
-    return bool(flags & set(NATIVE_BF16_FLAGS))
+    return bool(cpu_flags(cpuinfo) & set(NATIVE_BF16_FLAGS))
 
 def autocast_dtype(precision: str,        # auto, fp32, bf16 or fp16 (see PRECISIONS)
                    device: torch.device,   # where the model runs

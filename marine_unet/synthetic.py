@@ -11,8 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 # %% auto #0
-__all__ = ['MARIDA_SCENES', 'SYNTHETIC_SPECTRA', 'SYNTHETIC_FAMILIES', 'SYNTHETIC_VERSION', 'SYNTHETIC_MATH', 'utm_epsg',
-           'SyntheticFamily', 'make_synthetic_marida', 'numpy_math_kernels', 'synthetic_marida_dir', 'resolve_data_dir']
+__all__ = ['MARIDA_SCENES', 'SYNTHETIC_SPECTRA', 'SYNTHETIC_FAMILIES', 'SYNTHETIC_VERSION', 'utm_epsg', 'SyntheticFamily',
+           'make_synthetic_marida', 'synthetic_marida_dir', 'resolve_data_dir']
 
 # %% ../nbs/01a_synthetic.ipynb #492698ff
 MARIDA_SCENES = {
@@ -551,16 +551,6 @@ def make_synthetic_marida(root: str|Path,             # dataset folder to create
         raise InputError(f"root {root}: already holds files (pass overwrite=True to replace them)")
     with atomic_folder(root) as work: _write_synthetic(work, params)   # (core) complete or absent, never half-written
     return root
-
-# %% ../nbs/01a_synthetic.ipynb #584e4bb3
-SYNTHETIC_MATH = ("sin", "cos", "exp", "arctan2", "power")   # the float64 numpy functions whose rounding the data depend on
-
-def numpy_math_kernels() -> dict[str, str]:
-    "The SIMD target numpy runs each float64 function of SYNTHETIC_MATH with on this CPU (empty before numpy 2)."
-    try: from numpy.lib.introspect import opt_func_info
-    except ImportError: return {}
-    info = lambda name: opt_func_info(func_name=f"^{name}$", signature="float64").get(name, {})   # {"dd" or "ddd": targets}
-    return {name: next(iter(info(name).values()), {}).get("current", "unknown") for name in SYNTHETIC_MATH}
 
 # %% ../nbs/01a_synthetic.ipynb #cff03a53
 def _cache_dir(cache_dir: str|Path|None) -> Path:
