@@ -102,7 +102,8 @@ def main():
     bf16_fast = device.type == "cuda" or cpu_has_native_bf16()   # else bf16 is emulated, far slower than fp32: only with --only
     wanted = lambda k, v: not ((args.skip_compile or args.quick) and v["compile"] or args.skip_decoders and v["model_kwargs"]
                                or args.only and k not in args.only)
-    keep = lambda k, v: k == FP32_FILED or (k == BF16_EAGER or wanted(k, v)) and (bf16_fast or v["precision"] != "bf16" or k in (args.only or ()))
+    emulated = lambda k, v: v["precision"] == "bf16" and not bf16_fast and k not in (args.only or ())
+    keep = lambda k, v: k == FP32_FILED or (k == BF16_EAGER or wanted(k, v)) and not emulated(k, v)
     variants = {k: v for k, v in variants.items() if keep(k, v)}
     bases = {json.dumps(v["model_kwargs"]): build(v["model_kwargs"]) for v in variants.values()}
     flops_of = {key: forward_flops(copy.deepcopy(m).eval(), batches[0]["image"][:1].to(device))["flops_per_sample"] * 3 for key, m in bases.items()}

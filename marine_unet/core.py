@@ -9,7 +9,7 @@ import os
 # huggingface_hub looks models up unless told not to. Every module imports core first.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import contextlib, datetime, glob, hashlib, json, math, platform, random, shutil, subprocess, sys, tempfile
+import contextlib, datetime, functools, glob, hashlib, json, math, platform, random, shutil, subprocess, sys, tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -511,11 +511,13 @@ def data_fingerprint(root: str|Path,           # data folder
 SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve", "bf16")  # the flags environment.json keeps
 NUMPY_MATH = ("sin", "cos", "exp", "arctan2", "power")   # float64 numpy functions whose rounding depends on the CPU
 
-def _cpuinfo(cpuinfo: str|None) -> str:
-    "The given /proc/cpuinfo text, or this machine's ('' where there is none)."
-    if cpuinfo is not None: return cpuinfo
+@functools.cache
+def _machine_cpuinfo() -> str:
+    "This machine's /proc/cpuinfo text, read once ('' where there is none)."
     try: return Path("/proc/cpuinfo").read_text()
     except OSError: return ""
+
+def _cpuinfo(cpuinfo: str|None) -> str: return _machine_cpuinfo() if cpuinfo is None else cpuinfo
 
 def cpu_flags(cpuinfo: str|None=None  # text of /proc/cpuinfo; None: read this machine's (no file: no flags)
              ) -> set[str]:
