@@ -79,7 +79,9 @@ def _same_config(run_dir: Path, overrides: dict, seed: int) -> bool:
     wanted["bands"] = list(parse_bands(wanted["bands"] or None))   # saved as checked band names
     wanted["features"] = list(parse_features(wanted["features"], wanted["bands"]))   # and checked index names
     defaults = dataclasses.asdict(TrainConfig())   # a field added since the run was saved counts as its default
-    same = all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in ("out_dir", "progress", "device", "precision"))
+    free = ("out_dir", "progress", "device", "precision", "resume", "stop_after", "num_workers", "tensorboard", "tensorboard_figures",
+            "checkpoint_seconds")   # how a run was run, not what it trained (a resumed run equals an uninterrupted one)
+    same = all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in free)
     device = pick_device(overrides.get("device", "auto"))
     return same and _saved_precision(saved, device) == precision_name(autocast_dtype(wanted["precision"], device))
 
@@ -107,7 +109,8 @@ def unet_run(overrides: dict, seed: int, run_dir: Path, reuse: bool=True) -> dic
         test = evaluate_model(run_dir / "best_model", overrides.get("data_dir", ""), split="test", device="cuda" if torch.cuda.is_available() else "cpu")
         write_results(scored.stem, test, run_dir)
     return {"seed": seed, "run_dir": str(run_dir), "train_seconds": round(train_s, 1), "epochs_run": len(history), "best_epoch": val.get("best_epoch"),
-            "val": {k: v for k, v in val.items() if k != "confusion_matrix"}, "scores": test}
+            "val": {k: v for k, v in val.items() if k != "confusion_matrix"}, "scores": test,
+            "val_macro_f1_by_epoch": [None if h.get("macro_f1") is None else round(h["macro_f1"], 5) for h in history]}   # to replay early-stopping rules
 
 SUMMARY_KEYS = ("debris_f1", "debris_iou", "macro_f1", "miou", "debris_precision", "debris_recall")
 
@@ -190,6 +193,8 @@ def main():
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="other TrainConfig overrides (repeatable)")
     p.add_argument("--tag", default="", help="name of this U-Net configuration (run folders and results file)")
     p.add_argument("--no-rf", action="store_true", help="skip the Random Forest (reuse its numbers from results/quality_rf*.json)")
+    p.add_argument("--rf-results", default="", help="the RF's results file in results/, without .json (default quality_rf[_<family>]); "
+                   "another for a dataset of another kind of CPU (the generator's data differ without AVX-512)")
     p.add_argument("--no-reuse", action="store_true", help="retrain U-Net runs even if a finished run folder exists")
     p.add_argument("--family", default="default", choices=tuple(SYNTHETIC_FAMILIES), help="synthetic dataset family to train and score on")
     p.add_argument("--folds", type=int, default=0, help="scene-grouped cross-validation with this many folds (0: the dataset's own splits)")
@@ -208,7 +213,7 @@ def main():
         datasets = [(f"fold {j}", d, d / "rf.json", MODELS_DIR / "quality" / tag / f"k{args.folds}" / d.name)
                     for j, d in enumerate(fold_data_dirs(root, args.folds, fold_root))]
     else:
-        datasets = [("", root, RESULTS_DIR / f"{rf_results_name(args.family)}.json", MODELS_DIR / "quality" / tag)]
+        datasets = [("", root, RESULTS_DIR / f"{args.rf_results or rf_results_name(args.family)}.json", MODELS_DIR / "quality" / tag)]
     result = {"machine": machine_info(device), "command": command_line(), "data": str(root), "folds": args.folds,
               "config": dataclasses.asdict(TrainConfig(**overrides)), "tag": tag, "threads": threads}
     rows, rfs, runs = [], [], []

@@ -76,6 +76,7 @@ class TrainConfig:
     clip_grad: float = 1.0          # max gradient norm; 0: no clipping
     monitor: str = "macro_f1"       # validation score for the best model and early stopping: macro_f1, miou, accuracy, weighted_f1 or val_loss
     patience: int = 10              # early stopping: epochs without improvement of the monitored score (0: never stop early)
+    min_epochs: int = 0             # early stopping never stops before this epoch (a cosine schedule still far from its end); raised on resume, a run that stopped early goes on exactly as if set from the start; 0: patience alone
     ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0: off
     swa_epochs: int = 0             # average weights over the last N epochs (SWA); 0: off
     channels_last: bool = True      # channels-last (NHWC) memory format on CPU and CUDA, the layout inference uses: a 1.11-1.17x faster bf16 step on CPU and the same validation scores as NCHW over 16 paired runs (bench/README.md); False: NCHW
@@ -112,7 +113,7 @@ def check_config(cfg: TrainConfig  # the configuration to check
     "Validate every field of `cfg` (clear InputError naming the field) and return a normalised copy; changes nothing else."
     cfg = dataclasses.replace(cfg)
     for name in ("epochs", "batch_size", "accumulate"): check_integer(name, getattr(cfg, name), 1)
-    for name in ("warmup_epochs", "patience", "swa_epochs", "num_workers", "max_batches", "stop_after", "tensorboard_figures"): check_integer(name, getattr(cfg, name), 0)
+    for name in ("warmup_epochs", "patience", "min_epochs", "swa_epochs", "num_workers", "max_batches", "stop_after", "tensorboard_figures"): check_integer(name, getattr(cfg, name), 0)
     for name in ("lr", "weight_decay", "clip_grad", "ema_decay", "cutmix", "copy_paste"): check_number(name, getattr(cfg, name), 0)
     check_number("debris_oversampling", cfg.debris_oversampling, 1); check_number("checkpoint_seconds", cfg.checkpoint_seconds, 0)
     check_integer("freeze_epochs", cfg.freeze_epochs, 0); check_number("encoder_lr_scale", cfg.encoder_lr_scale, 0, 1)
@@ -513,8 +514,8 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
     return [float(w) for w in class_weights(share)]
 
 def _compatible(saved: dict, cfg: TrainConfig):
-    "Refuse to resume a run with different settings (epochs, progress, workers, device, compile, TensorBoard events and checkpoint cadence may change)."
-    free = {"epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures", "compile",
+    "Refuse to resume a run with different settings (epochs, min_epochs, progress, workers, device, compile, TensorBoard events and checkpoint cadence may change)."
+    free = {"epochs", "min_epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures", "compile",
             "checkpoint_seconds"}
     saved = {name: getattr(TrainConfig, name) for name in (*FINE_TUNING_FIELDS, "model_kwargs")} | saved   # saved before these fields: it ran at their defaults
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
@@ -684,8 +685,9 @@ def _log_epoch(run: _Run, row: dict):
     run.events.flush()
 
 def _patience_spent(run: _Run) -> bool:
-    "Early stopping: `patience` epochs (when > 0) without improvement of the monitored score."
-    return run.bad_epochs >= run.cfg.patience > 0
+    "Early stopping: `patience` epochs (when > 0) without improvement of the monitored score, from epoch `min_epochs` on."
+    done = run.history[-1]["epoch"] if run.history else 0
+    return run.bad_epochs >= run.cfg.patience > 0 and done >= run.cfg.min_epochs
 
 def _hold_best(run: _Run):
     "Copy the scored model's weights into run.best_copy (made on first use, on the same device)."
@@ -811,8 +813,8 @@ def _finished_or_train(cfg: TrainConfig, out_dir: Path, split: tuple|None=None, 
     if (out_dir/"metrics.json").is_file() and (out_dir/"params.json").is_file():
         saved = json.loads((out_dir/"params.json").read_text())
         _compatible(saved, check_config(run))
-        if saved.get("epochs") == run.epochs: return json.loads((out_dir/"metrics.json").read_text())
-    return train(run, split=split, resume=True)["metrics"]    # more epochs than it had: it goes on
+        if (saved.get("epochs"), saved.get("min_epochs", 0)) == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
+    return train(run, split=split, resume=True)["metrics"]    # more epochs, or a later min_epochs, than it had: it goes on
 
 def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; out_dir holds the runs
                   seeds: Sequence[int]=(),     # train once per seed ...
