@@ -33,10 +33,15 @@ def quality_runs(folder: Path=RESULTS_DIR, epochs: int=100, patience: int=10) ->
             seen.add(key)
             row = {"file": path.name, "family": family, "seed": run["seed"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"]}
             for name, vals in values.items():
-                others = [v for j, v in enumerate(vals) if j != i and v is not None]
-                row[f"{name}_vs_others"] = None if vals[i] is None or not others else vals[i] - sum(others) / len(others)
+                others = _mean([v for j, v in enumerate(vals) if j != i])
+                row[f"{name}_vs_others"] = None if vals[i] is None or others is None else vals[i] - others
             rows.append(row)
     return rows
+
+def _mean(values: list) -> float|None:
+    "The mean of the values that are not None (None when none is left)."
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 def group_means(rows: list[dict], edges: list[int], epochs: int=100) -> list[dict]:
     "Per family and stop group (epochs run below each edge, then up to epochs - 1, then all epochs): runs and mean differences."
@@ -46,7 +51,7 @@ def group_means(rows: list[dict], edges: list[int], epochs: int=100) -> list[dic
         for lo, hi in zip(bounds, bounds[1:]):
             group = [r for r in rows if r["family"] == family and lo <= r["epochs_run"] < hi]
             if not group: continue
-            mean = lambda key: (lambda v: sum(v) / len(v) if v else None)([r[key] for r in group if r[key] is not None])
+            mean = lambda key: _mean([r[key] for r in group])
             out.append({"family": family, "stopped after": f"all {epochs} epochs" if lo == epochs else f"{lo}–{hi - 1} epochs",
                         "runs": len(group), "test macro-F1 vs others": mean("test_macro_f1_vs_others"),
                         "test debris F1 vs others": mean("test_debris_f1_vs_others"), "val macro-F1 vs others": mean("val_macro_f1_vs_others")})

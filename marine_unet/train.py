@@ -28,13 +28,13 @@ from .forward import *
 from .loss import *
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'FINE_TUNING_FIELDS', 'STEP_SCHEDULES',
-           'HISTORY_KEYS', 'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS', 'TrainConfig', 'architecture_kwargs',
-           'check_config', 'parameter_groups', 'build_optimizer', 'build_scheduler', 'train_one_epoch', 'validate',
-           'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state', 'write_history', 'plot_history',
-           'open_events', 'read_events', 'epoch_scalars', 'prediction_figure', 'distributed_context', 'epoch_loader',
-           'WeightedEpochSampler', 'debris_sample_weights', 'make_train_val_datasets', 'train', 'refresh_batchnorm',
-           'summarize_runs', 'write_summary', 'repeated_runs']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'FINE_TUNING_FIELDS', 'RUN_ONLY_FIELDS',
+           'STEP_SCHEDULES', 'HISTORY_KEYS', 'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS', 'TrainConfig',
+           'architecture_kwargs', 'check_config', 'parameter_groups', 'build_optimizer', 'build_scheduler',
+           'train_one_epoch', 'validate', 'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state',
+           'write_history', 'plot_history', 'open_events', 'read_events', 'epoch_scalars', 'prediction_figure',
+           'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
+           'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'write_summary', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -43,6 +43,8 @@ MONITORS = ("macro_f1", "miou", "accuracy", "weighted_f1", "val_loss")
 NORMALIZATIONS = ("official", "train", "none")
 CLASS_WEIGHTINGS = ("train", "official", "none")
 FINE_TUNING_FIELDS = ("freeze_epochs", "encoder_lr_scale")  # the fields that treat the encoder apart (smp architectures only)
+RUN_ONLY_FIELDS = ("out_dir", "resume", "stop_after", "progress", "num_workers", "device", "tensorboard", "tensorboard_figures",
+                   "checkpoint_seconds")  # how a run is carried out, not what it computes: a resumed run equals an uninterrupted one
 
 @dataclass
 class TrainConfig:
@@ -515,8 +517,7 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
 
 def _compatible(saved: dict, cfg: TrainConfig):
     "Refuse to resume a run with different settings (epochs, min_epochs, progress, workers, device, compile, TensorBoard events and checkpoint cadence may change)."
-    free = {"epochs", "min_epochs", "resume", "progress", "num_workers", "out_dir", "device", "stop_after", "tensorboard", "tensorboard_figures", "compile",
-            "checkpoint_seconds"}
+    free = {*RUN_ONLY_FIELDS, "epochs", "min_epochs", "compile"}
     saved = {name: getattr(TrainConfig, name) for name in (*FINE_TUNING_FIELDS, "model_kwargs")} | saved   # saved before these fields: it ran at their defaults
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
@@ -813,7 +814,7 @@ def _finished_or_train(cfg: TrainConfig, out_dir: Path, split: tuple|None=None, 
     if (out_dir/"metrics.json").is_file() and (out_dir/"params.json").is_file():
         saved = json.loads((out_dir/"params.json").read_text())
         _compatible(saved, check_config(run))
-        if (saved.get("epochs"), saved.get("min_epochs", 0)) == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
+        if (saved.get("epochs"), saved.get("min_epochs", TrainConfig.min_epochs)) == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
     return train(run, split=split, resume=True)["metrics"]    # more epochs, or a later min_epochs, than it had: it goes on
 
 def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; out_dir holds the runs
