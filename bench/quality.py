@@ -214,12 +214,17 @@ def main():
         datasets = [("", root, RESULTS_DIR / f"{args.rf_results or rf_results_name(args.family)}.json", MODELS_DIR / "quality" / tag)]
     result = {"machine": machine_info(device), "command": command_line(), "data": str(root), "folds": args.folds,
               "config": dataclasses.asdict(TrainConfig(**overrides)), "tag": tag, "threads": threads}
+    data_overrides = lambda data: overrides | ({"data_dir": str(data)} if (args.folds or args.family != "default") else {})
+    clash = [str(run_root / f"seed-{s}") for _, data, _, run_root in datasets for s in args.seeds if not (args.no_reuse or args.quick)
+             and (run_root / f"seed-{s}" / "metrics.json").exists() and not _same_config(run_root / f"seed-{s}", data_overrides(data), s)]
+    if clash: raise SystemExit(f"finished runs with other settings (a changed default?): {', '.join(clash)}; give this configuration "
+                               "another --tag, or --no-reuse to retrain them in place")   # before any work: they were deleted and retrained
     rows, rfs, runs = [], [], []
     for name, data, rf_file, run_root in datasets:
         where = f" {name}" if name else ""
         rf = _load_or_fit_rf(data, rf_file, refit=not args.no_rf or args.quick, quick=args.quick) | ({"fold": name} if name else {})
         rfs.append(rf); rows.append(_row(f"RF (MARIDA paper){where}", rf["scores"]) | {"seconds": rf["fit_seconds"]})
-        fold_overrides = overrides | ({"data_dir": str(data)} if (args.folds or args.family != "default") else {})
+        fold_overrides = data_overrides(data)
         for seed in args.seeds:
             r = unet_run(fold_overrides, seed, run_root / f"seed-{seed}", reuse=not args.no_reuse) | ({"fold": name} if name else {})
             runs.append(r)

@@ -78,7 +78,7 @@ class TrainConfig:
     clip_grad: float = 1.0          # max gradient norm; 0: no clipping
     monitor: str = "macro_f1"       # validation score for the best model and early stopping: macro_f1, miou, accuracy, weighted_f1 or val_loss
     patience: int = 10              # early stopping: epochs without improvement of the monitored score (0: never stop early)
-    min_epochs: int = 0             # early stopping never stops before this epoch (a cosine schedule still far from its end); raised on resume, a run that stopped early goes on exactly as if set from the start; 0: patience alone
+    min_epochs: int = 60            # early stopping never stops before this epoch (a cosine schedule still far from its end; chosen on validation, bench/README.md); raised on resume, a run that stopped early goes on exactly as if set from the start; 0: patience alone
     ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0: off
     swa_epochs: int = 0             # average weights over the last N epochs (SWA); 0: off
     channels_last: bool = True      # channels-last (NHWC) memory format on CPU and CUDA, the layout inference uses: a 1.11-1.17x faster bf16 step on CPU and the same validation scores as NCHW over 16 paired runs (bench/README.md); False: NCHW
@@ -814,7 +814,8 @@ def _finished_or_train(cfg: TrainConfig, out_dir: Path, split: tuple|None=None, 
     if (out_dir/"metrics.json").is_file() and (out_dir/"params.json").is_file():
         saved = json.loads((out_dir/"params.json").read_text())
         _compatible(saved, check_config(run))
-        if (saved.get("epochs"), saved.get("min_epochs", TrainConfig.min_epochs)) == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
+        ran = saved.get("epochs"), saved.get("min_epochs", 0)     # a run saved before min_epochs existed stopped by patience alone
+        if ran == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
     return train(run, split=split, resume=True)["metrics"]    # more epochs, or a later min_epochs, than it had: it goes on
 
 def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; out_dir holds the runs
