@@ -25,7 +25,7 @@ from marine_unet.core import spectral_indices as core_spectral_indices
 from marine_unet.metrics import confusion_matrix, scores_from_confusion
 from marine_unet.data import MaridaDataset, group_kfold_splits, patch_class_counts, read_split_ids
 from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
-from marine_unet.train import RUN_ONLY_FIELDS, TrainConfig, train
+from marine_unet.train import FIELDS_ADDED_LATER, RUN_ONLY_FIELDS, TrainConfig, train
 from marine_unet.forward import autocast_dtype, precision_name
 from marine_unet.evaluate import evaluate_model
 
@@ -78,7 +78,7 @@ def _same_config(run_dir: Path, overrides: dict, seed: int) -> bool:
     wanted = dataclasses.asdict(TrainConfig(seed=seed, **overrides))
     wanted["bands"] = list(parse_bands(wanted["bands"] or None))   # saved as checked band names
     wanted["features"] = list(parse_features(wanted["features"], wanted["bands"]))   # and checked index names
-    defaults = dataclasses.asdict(TrainConfig())   # a field added since the run was saved counts as its default
+    defaults = dataclasses.asdict(TrainConfig()) | FIELDS_ADDED_LATER   # a field added since the run was saved: what it ran at
     same = all(saved.get(k, defaults[k]) == v for k, v in wanted.items() if k not in (*RUN_ONLY_FIELDS, "precision"))
     device = pick_device(overrides.get("device", "auto"))
     return same and _saved_precision(saved, device) == precision_name(autocast_dtype(wanted["precision"], device))

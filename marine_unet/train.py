@@ -29,11 +29,11 @@ from .loss import *
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'MONITORS', 'NORMALIZATIONS', 'CLASS_WEIGHTINGS', 'FINE_TUNING_FIELDS', 'RUN_ONLY_FIELDS',
-           'STEP_SCHEDULES', 'HISTORY_KEYS', 'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS', 'TrainConfig',
-           'architecture_kwargs', 'check_config', 'parameter_groups', 'build_optimizer', 'build_scheduler',
-           'train_one_epoch', 'validate', 'rng_state', 'set_rng_state', 'save_training_state', 'load_training_state',
-           'write_history', 'plot_history', 'open_events', 'read_events', 'epoch_scalars', 'prediction_figure',
-           'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
+           'FIELDS_ADDED_LATER', 'STEP_SCHEDULES', 'HISTORY_KEYS', 'TENSORBOARD_DIR', 'FIGURE_PATCHES', 'SUMMARY_KEYS',
+           'TrainConfig', 'architecture_kwargs', 'check_config', 'parameter_groups', 'build_optimizer',
+           'build_scheduler', 'train_one_epoch', 'validate', 'rng_state', 'set_rng_state', 'save_training_state',
+           'load_training_state', 'write_history', 'plot_history', 'open_events', 'read_events', 'epoch_scalars',
+           'prediction_figure', 'distributed_context', 'epoch_loader', 'WeightedEpochSampler', 'debris_sample_weights',
            'make_train_val_datasets', 'train', 'refresh_batchnorm', 'summarize_runs', 'write_summary', 'repeated_runs']
 
 # %% ../nbs/05_train.ipynb #177fcdde
@@ -45,6 +45,7 @@ CLASS_WEIGHTINGS = ("train", "official", "none")
 FINE_TUNING_FIELDS = ("freeze_epochs", "encoder_lr_scale")  # the fields that treat the encoder apart (smp architectures only)
 RUN_ONLY_FIELDS = ("out_dir", "resume", "stop_after", "progress", "num_workers", "device", "tensorboard", "tensorboard_figures",
                    "checkpoint_seconds")  # how a run is carried out, not what it computes: a resumed run equals an uninterrupted one
+FIELDS_ADDED_LATER = {"freeze_epochs": 0, "encoder_lr_scale": 1.0, "model_kwargs": "", "min_epochs": 0}  # what a run saved before each field existed ran at
 
 @dataclass
 class TrainConfig:
@@ -518,7 +519,7 @@ def _class_weight_vector(cfg: TrainConfig, train_ds: MaridaDataset) -> list[floa
 def _compatible(saved: dict, cfg: TrainConfig):
     "Refuse to resume a run with different settings (epochs, min_epochs, progress, workers, device, compile, TensorBoard events and checkpoint cadence may change)."
     free = {*RUN_ONLY_FIELDS, "epochs", "min_epochs", "compile"}
-    saved = {name: getattr(TrainConfig, name) for name in (*FINE_TUNING_FIELDS, "model_kwargs")} | saved   # saved before these fields: it ran at their defaults
+    saved = FIELDS_ADDED_LATER | saved   # saved before these fields: it ran at these values
     plain = lambda v: json.loads(json.dumps(v, default=str))   # as JSON keeps it (params.json): tuples are lists
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in free and plain(saved.get(k)) != plain(v)]
     if diff: raise InputError(f"resume: out_dir {cfg.out_dir} holds a run with other settings for {', '.join(diff)}")
@@ -814,8 +815,7 @@ def _finished_or_train(cfg: TrainConfig, out_dir: Path, split: tuple|None=None, 
     if (out_dir/"metrics.json").is_file() and (out_dir/"params.json").is_file():
         saved = json.loads((out_dir/"params.json").read_text())
         _compatible(saved, check_config(run))
-        ran = saved.get("epochs"), saved.get("min_epochs", 0)     # a run saved before min_epochs existed stopped by patience alone
-        if ran == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
+        if (saved.get("epochs"), (FIELDS_ADDED_LATER | saved)["min_epochs"]) == (run.epochs, run.min_epochs): return json.loads((out_dir/"metrics.json").read_text())
     return train(run, split=split, resume=True)["metrics"]    # more epochs, or a later min_epochs, than it had: it goes on
 
 def repeated_runs(cfg: TrainConfig,            # the configuration to repeat; out_dir holds the runs
