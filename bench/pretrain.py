@@ -17,6 +17,13 @@
     python bench/pretrain.py --seeds 0 1 2
     python bench/pretrain.py --epochs 40     # fewer epochs for every run, the pretraining included
     python bench/pretrain.py --quick         # smoke run: 2 epochs of 2 batches, seed 0 (about a minute)
+    python bench/pretrain.py --family archive --epochs 30 --seeds 0 1 2   # the same design within the archive family
+    python bench/pretrain.py --family archive --epochs 30 --seeds 0 1 2 --arms random   # one arm's runs only (no summary)
+
+--family picks the synthetic family of both datasets (pretraining on its seed-1 dataset, fine-tuning on its seed-0
+one; results/pretrain.json for the default family, pretrain_<family>.json otherwise). --arms lets two processes
+share the runs (one thread each): a call with one arm trains and scores its runs and writes no results; a later
+call with both arms reuses every finished run and writes the summary.
 
 Run folders are kept (and reused when finished with the same settings) in bench/results/models/pretrain/.
 """
@@ -30,7 +37,7 @@ import numpy as np
 from marine_unet.data import read_split_ids, scene_of, patch_class_counts
 from marine_unet.core import class_names
 from marine_unet.model import save_encoder_weights
-from marine_unet.synthetic import synthetic_marida_dir
+from marine_unet.synthetic import SYNTHETIC_FAMILIES, synthetic_marida_dir
 from marine_unet.train import TrainConfig
 from quality import mean_std, unet_run   # noqa: E402  (train + score on test, a finished run reused)
 
@@ -60,9 +67,14 @@ def debris_pixels(root: Path, ids: list[str]) -> int:
     debris = class_names(11).index("Marine Debris")
     return int(sum(counts[debris] for counts in patch_class_counts(root, ids).values()))
 
-def pretrained_encoder(overrides: dict, work: Path, reuse: bool) -> tuple[dict, Path]:
-    "Pretrain (or reuse) on the seed-1 dataset; write its best model's encoder to a file named by its content's SHA-256."
-    data = synthetic_marida_dir(seed=PRETRAIN_DATA_SEED)
+def classes_present(root: Path, ids: list[str]) -> list[str]:
+    "The classes with annotated pixels in these patches (macro-F1 averages over every class, these or not)."
+    total = sum(patch_class_counts(root, ids).values())
+    return [name for name, n in zip(class_names(11), total) if n > 0]
+
+def pretrained_encoder(overrides: dict, work: Path, reuse: bool, family: str="default") -> tuple[dict, Path]:
+    "Pretrain (or reuse) on the family's seed-1 dataset; write its best model's encoder to a file named by its content's SHA-256."
+    data = synthetic_marida_dir(seed=PRETRAIN_DATA_SEED, family=family)
     run = unet_run(overrides | {"data_dir": str(data)}, 0, work / "pretraining", reuse=reuse)
     tmp = save_encoder_weights(work / "pretraining", work / "encoder.safetensors")
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
@@ -84,20 +96,26 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="fine-tuning training seeds")
     p.add_argument("--epochs", type=int, default=0, help="epochs of every run, the pretraining included (0 = TrainConfig default)")
     p.add_argument("--no-reuse", action="store_true", help="retrain even where a finished run folder with the same settings exists")
+    p.add_argument("--family", default="default", choices=tuple(SYNTHETIC_FAMILIES), help="synthetic family of the pretraining and fine-tuning datasets")
+    p.add_argument("--arms", nargs="+", default=["random", "pretrained"], choices=("random", "pretrained"),
+                   help="initialisations to run; with one of them the runs are trained and scored but no results are written")
     args = p.parse_args()
     threads, device = set_threads(args.threads), pick_device(args.device)
     common = {"device": device.type} | ({"epochs": args.epochs} if args.epochs else {})
     if args.quick: common |= {"epochs": 2, "max_batches": 2}; args.seeds = args.seeds[:1]
     tag = "quick" if args.quick else f"e{common.get('epochs', TrainConfig.epochs)}"
-    work = WORK / tag; work.mkdir(parents=True, exist_ok=True)
+    work = WORK / (tag if args.family == "default" else f"{args.family}-{tag}"); work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pretraining, encoder_file = pretrained_encoder(common, work, reuse=not args.no_reuse)
-    print(f"pretraining on seed-{PRETRAIN_DATA_SEED} data: val macro-F1 {pretraining['val']['macro_f1']:.4f}, "
-          f"its own test macro-F1 {pretraining['scores']['macro_f1']:.4f}, {pretraining['train_seconds']} s; encoder {encoder_file.name}", flush=True)
-    root = synthetic_marida_dir()
+    arms = {"random": {}}
+    if "pretrained" in args.arms:
+        pretraining, encoder_file = pretrained_encoder(common, work, reuse=not args.no_reuse, family=args.family)
+        print(f"pretraining on seed-{PRETRAIN_DATA_SEED} data: val macro-F1 {pretraining['val']['macro_f1']:.4f}, "
+              f"its own test macro-F1 {pretraining['scores']['macro_f1']:.4f}, {pretraining['train_seconds']} s; encoder {encoder_file.name}", flush=True)
+        arms["pretrained"] = {"encoder_weights": str(encoder_file.resolve())} | FINE_TUNING
+    arms = {init: extra for init, extra in arms.items() if init in args.arms}
+    root = synthetic_marida_dir(family=args.family)
     subsets = scene_subsets(root)
     datasets = {f: subset_dataset(root, scenes, work / "data" / f"scenes-{round(100 * f)}") for f, scenes in subsets.items()}
-    arms = {"random": {}, "pretrained": {"encoder_weights": str(encoder_file.resolve())} | FINE_TUNING}
     runs = []
     for seed in args.seeds:
         for f, data in datasets.items():
@@ -108,34 +126,36 @@ def main():
                 print(f"seed {seed}, {round(100 * f)} % of scenes, {init}: test macro-F1 {runs[-1]['macro_f1']:.4f}, debris F1 "
                       f"{runs[-1]['debris_f1']:.4f} (val macro-F1 {runs[-1]['val_macro_f1']:.4f}, best epoch {runs[-1]['best_epoch']}, "
                       f"{runs[-1]['train_seconds']} s)", flush=True)
+    if len(arms) < 2: return print(f"{len(runs)} runs of the {' and '.join(arms)} arm done; run again with both arms for the summary")
     rows, summary = [], {}
     for f, scenes in subsets.items():
         train_ids = read_split_ids(datasets[f], "train")
-        entry = {"scenes": scenes, "train_patches": len(train_ids), "debris_pixels": debris_pixels(root, train_ids)}
+        entry = {"scenes": scenes, "train_patches": len(train_ids), "debris_pixels": debris_pixels(root, train_ids),
+                 "train_classes": classes_present(root, train_ids)}
         for init in arms:
             mine = [r for r in runs if r["fraction"] == f and r["init"] == init]
             entry[init] = {k: mean_std([r[k] for r in mine]) for k in ("macro_f1", "debris_f1", "miou", "val_macro_f1", "best_epoch")}
         paired = {k: [p[k] - r[k] for p in runs for r in runs if p["fraction"] == r["fraction"] == f and p["seed"] == r["seed"]
-                      and p["init"] == "pretrained" and r["init"] == "random"] for k in ("macro_f1", "debris_f1")}
+                      and p["init"] == "pretrained" and r["init"] == "random"] for k in ("macro_f1", "debris_f1", "val_macro_f1")}
         entry["pretrained_minus_random"] = {k: mean_std(v) for k, v in paired.items()}
         summary[str(f)] = entry
-        rows.append({"train scenes": f"{round(100 * f)} % ({len(scenes)} scenes, {len(train_ids)} patches)",
+        rows.append({"train scenes": f"{round(100 * f)} % ({len(scenes)} scenes, {len(train_ids)} patches, {len(entry['train_classes'])} classes)",
                      "random: macro-F1": _cell(entry["random"]["macro_f1"]), "pretrained: macro-F1": _cell(entry["pretrained"]["macro_f1"]),
                      "Δ macro-F1": _cell(entry["pretrained_minus_random"]["macro_f1"]),
                      "random: debris F1": _cell(entry["random"]["debris_f1"]), "pretrained: debris F1": _cell(entry["pretrained"]["debris_f1"]),
                      "Δ debris F1": _cell(entry["pretrained_minus_random"]["debris_f1"]),
                      "best epoch (random / pretrained)": " / ".join(" ".join(str(v) for v in entry[i]["best_epoch"]["values"]) for i in arms)})
     table = markdown_table(rows)
-    text = (f"{table}\n\nTest split of the seed-0 synthetic dataset ({len(read_split_ids(root, 'test'))} patches); seeds {args.seeds}; "
+    text = (f"{table}\n\nTest split of the seed-0 synthetic {args.family}-family dataset ({len(read_split_ids(root, 'test'))} patches); seeds {args.seeds}; "
             f"pretrained = encoder of a run on the seed-{PRETRAIN_DATA_SEED} dataset, fine-tuned with {FINE_TUNING}.\n{command_line()}")
     print(text)
     for r in runs: r["scores"].pop("confusion_matrix", None); r["val"].pop("confusion_matrix", None)
     pretraining["scores"].pop("confusion_matrix", None)
     result = {"machine": machine_info(device), "command": command_line(), "threads": threads, "quick": args.quick, "seeds": args.seeds,
               "config": dataclasses.asdict(TrainConfig(**common)), "fine_tuning": FINE_TUNING, "pretrain_data_seed": PRETRAIN_DATA_SEED,
-              "subset_seed": SUBSET_SEED, "data": str(root), "pretraining": pretraining, "summary": summary, "runs": runs,
+              "subset_seed": SUBSET_SEED, "family": args.family, "data": str(root), "pretraining": pretraining, "summary": summary, "runs": runs,
               "wall_seconds": round(time.perf_counter() - t0, 1), "table": text}
-    print(f"wrote {write_results('pretrain_quick' if args.quick else 'pretrain', result)}")
+    print(f"wrote {write_results('pretrain' + ('' if args.family == 'default' else f'_{args.family}') + ('_quick' if args.quick else ''), result)}")
 
 if __name__ == "__main__":
     main()
