@@ -233,7 +233,7 @@ TRAIN_VARIANTS = {   # name -> (precision, channels_last, compile, deterministic
 
 def step_train(ctx, section: dict, budget: Budget):
     from marine_unet.core import set_seed
-    from marine_unet.forward import autocast_dtype
+    from marine_unet.forward import autocast_dtype, cpu_has_native_bf16
     from marine_unet.loss import build_loss
     from marine_unet.model import build_model
     from marine_unet.synthetic import synthetic_marida_dir
@@ -273,6 +273,8 @@ def step_train(ctx, section: dict, budget: Budget):
         if not deterministic and device.type != "cuda": section["skipped"][name] = "cudnn.benchmark is a CUDA setting"; continue
         try: dtype = autocast_dtype(precision, device)
         except Exception as e: section["skipped"][name] = f"{type(e).__name__}: {e}"; continue   # fp16 on a CPU
+        if ctx.smoke and dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():   # minutes under load
+            section["skipped"][name] = "--smoke leaves emulated bf16 training out (no native bf16 on this CPU)"; continue
         model = copy.deepcopy(base)
         if channels_last: model = model.to(memory_format=torch.channels_last)
         run_cfg = dataclasses.replace(cfg, precision=precision, channels_last=channels_last, deterministic=deterministic)
