@@ -271,10 +271,10 @@ def step_train(ctx, section: dict, budget: Budget):
         precision, channels_last, compiled, deterministic = TRAIN_VARIANTS[name]
         if compiled and ctx.smoke: section["skipped"][name] = "--smoke leaves torch.compile out (minutes of compiling on a CPU)"; continue
         if not deterministic and device.type != "cuda": section["skipped"][name] = "cudnn.benchmark is a CUDA setting"; continue
+        if ctx.smoke and precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():   # minutes under load
+            section["skipped"][name] = "--smoke leaves emulated bf16 training out (no native bf16 on this CPU)"; continue
         try: dtype = autocast_dtype(precision, device)
         except Exception as e: section["skipped"][name] = f"{type(e).__name__}: {e}"; continue   # fp16 on a CPU
-        if ctx.smoke and dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():   # minutes under load
-            section["skipped"][name] = "--smoke leaves emulated bf16 training out (no native bf16 on this CPU)"; continue
         model = copy.deepcopy(base)
         if channels_last: model = model.to(memory_format=torch.channels_last)
         run_cfg = dataclasses.replace(cfg, precision=precision, channels_last=channels_last, deterministic=deterministic)

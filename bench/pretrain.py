@@ -62,15 +62,9 @@ def subset_dataset(root: Path, scenes: list[str], folder: Path) -> Path:
     for split in ("val", "test"): shutil.copyfile(root / "splits" / f"{split}_X.txt", folder / "splits" / f"{split}_X.txt")
     return folder
 
-def debris_pixels(root: Path, ids: list[str]) -> int:
-    "Annotated Marine Debris pixels of these patches."
-    debris = class_names(11).index("Marine Debris")
-    return int(sum(counts[debris] for counts in patch_class_counts(root, ids).values()))
-
-def classes_present(root: Path, ids: list[str]) -> list[str]:
-    "The classes with annotated pixels in these patches (macro-F1 averages over every class, these or not)."
-    total = sum(patch_class_counts(root, ids).values())
-    return [name for name, n in zip(class_names(11), total) if n > 0]
+def class_pixels(root: Path, ids: list[str]) -> dict[str, int]:
+    "Annotated pixels of each class in these patches."
+    return dict(zip(class_names(11), map(int, sum(patch_class_counts(root, ids).values()))))
 
 def pretrained_encoder(overrides: dict, work: Path, reuse: bool, family: str="default") -> tuple[dict, Path]:
     "Pretrain (or reuse) on the family's seed-1 dataset; write its best model's encoder to a file named by its content's SHA-256."
@@ -106,13 +100,12 @@ def main():
     tag = "quick" if args.quick else f"e{common.get('epochs', TrainConfig.epochs)}"
     work = WORK / (tag if args.family == "default" else f"{args.family}-{tag}"); work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    arms = {"random": {}}
+    arms = {"random": {}} if "random" in args.arms else {}
     if "pretrained" in args.arms:
         pretraining, encoder_file = pretrained_encoder(common, work, reuse=not args.no_reuse, family=args.family)
         print(f"pretraining on seed-{PRETRAIN_DATA_SEED} data: val macro-F1 {pretraining['val']['macro_f1']:.4f}, "
               f"its own test macro-F1 {pretraining['scores']['macro_f1']:.4f}, {pretraining['train_seconds']} s; encoder {encoder_file.name}", flush=True)
         arms["pretrained"] = {"encoder_weights": str(encoder_file.resolve())} | FINE_TUNING
-    arms = {init: extra for init, extra in arms.items() if init in args.arms}
     root = synthetic_marida_dir(family=args.family)
     subsets = scene_subsets(root)
     datasets = {f: subset_dataset(root, scenes, work / "data" / f"scenes-{round(100 * f)}") for f, scenes in subsets.items()}
@@ -130,8 +123,9 @@ def main():
     rows, summary = [], {}
     for f, scenes in subsets.items():
         train_ids = read_split_ids(datasets[f], "train")
-        entry = {"scenes": scenes, "train_patches": len(train_ids), "debris_pixels": debris_pixels(root, train_ids),
-                 "train_classes": classes_present(root, train_ids)}
+        pixels = class_pixels(root, train_ids)   # macro-F1 averages over every class, present in training or not
+        entry = {"scenes": scenes, "train_patches": len(train_ids), "debris_pixels": pixels["Marine Debris"],
+                 "train_classes": [name for name, n in pixels.items() if n > 0]}
         for init in arms:
             mine = [r for r in runs if r["fraction"] == f and r["init"] == init]
             entry[init] = {k: mean_std([r[k] for r in mine]) for k in ("macro_f1", "debris_f1", "miou", "val_macro_f1", "best_epoch")}
